@@ -1,0 +1,120 @@
+"""The `stream-assist` command: `serve` runs the service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config, validate
+from .model_source import VARIANTS, ModelFileError
+
+log = logging.getLogger("stream_assist")
+
+CACHE_DIR = Path.home() / ".cache" / "stream-assist"
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the server (the page, WebRTC offers, the model)")
+    p.add_argument("--config", type=Path, help="TOML file (configs/default.toml shows every key)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for phones on your network)")
+    p.add_argument("--port", type=int)
+    p.add_argument("--model", help="local text-model GGUF (instead of downloading a variant)")
+    p.add_argument("--mmproj", help="local projector GGUF, with --model")
+    p.add_argument("--variant", choices=sorted(VARIANTS), help="SmolVLM variant from the hub (default 500m)")
+    p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1: all, on a GPU build)")
+    p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
+    p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
+    p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+
+
+def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """Command-line flags win over the config file."""
+    if args.host is not None:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    if args.model is not None or args.mmproj is not None:
+        config.model.model_path = args.model or ""
+        config.model.mmproj_path = args.mmproj or ""
+    if args.variant is not None:
+        config.model.variant = args.variant
+    if args.n_gpu_layers is not None:
+        config.model.n_gpu_layers = args.n_gpu_layers
+    return validate(config)
+
+
+def _local_addresses() -> list[str]:
+    import ifaddr
+
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                found.append(ip.ip)
+    return found
+
+
+def urls_to_open(host: str, port: int, tls: bool) -> list[str]:
+    scheme = "https" if tls else "http"
+    hosts = ["127.0.0.1", *_local_addresses()] if host in ("0.0.0.0", "") else [host]
+    return [f"{scheme}://{h}:{port}/" for h in hosts]
+
+
+def _ssl_context(args: argparse.Namespace, host: str):  # noqa: ANN202 - ssl.SSLContext | None
+    from .tls import make_self_signed, ssl_context
+
+    if args.self_signed:
+        names = ["localhost", "127.0.0.1", *_local_addresses()] + ([host] if host not in ("0.0.0.0", "") else [])
+        cert, key = make_self_signed(CACHE_DIR / "tls", names)
+        return ssl_context(cert, key)
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        return ssl_context(args.tls_cert, args.tls_key)
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .inference_worker import InferenceWorker
+    from .model_source import resolve
+    from .server import ServerState, make_app
+    from .vision_model import VisionModel
+
+    config = apply_overrides(load_config(args.config), args)
+    context = _ssl_context(args, config.server.host)
+    files = resolve(config.model)
+    model = VisionModel(files, config.model)
+    worker = InferenceWorker(model)
+    worker.start()
+    app = make_app(ServerState(config, worker, files.text.name))
+    for url in urls_to_open(config.server.host, config.server.port, context is not None):
+        print(f"stream-assist: open {url}", flush=True)
+    web.run_app(app, host=config.server.host, port=config.server.port, ssl_context=context, print=None,
+                shutdown_timeout=5.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stream-assist", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return serve(args)
+    except (ConfigError, ModelFileError, ValueError) as e:
+        print(f"stream-assist: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. the port is taken
+        print(f"stream-assist: error: {e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

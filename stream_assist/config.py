@@ -1,0 +1,141 @@
+"""Settings for every stage, as plain dataclasses, loaded from TOML with strict checking.
+
+The dataclass defaults are the source of truth; `configs/default.toml` mirrors them (a test keeps the
+two equal). A broken value is a `ConfigError` naming the key, never a traceback deep in a stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_sessions: int = 8
+    max_body_bytes: int = 65536
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "500m"  # a key of model_source.VARIANTS, used when no local paths are given
+    model_path: str = ""  # local text-model GGUF; overrides `variant`
+    mmproj_path: str = ""  # local projector GGUF; required with model_path
+    n_ctx: int = 2048
+    n_gpu_layers: int = -1  # -1: every layer on the GPU when llama.cpp was built with one
+    n_threads: int = 0  # 0: all cores
+    max_tokens: int = 48
+    temperature: float = 0.0
+    cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
+
+
+@dataclass
+class PipelineConfig:
+    sample_fps: float = 10.0  # the most frames per second a session hands to enhancement
+    max_edge: int = 1024  # longest edge of the frame the model sees
+
+
+@dataclass
+class EnhancementConfig:
+    enabled: bool = False
+
+
+@dataclass
+class ChannelConfig:
+    max_message_bytes: int = 4096
+    max_prompt_chars: int = 500
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+
+
+def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
+    """Checks one value against its declared type; ints are accepted where floats are declared."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"config: {section}.{key} must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"config: {section}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _build_section(section: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: [{section}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"config: unknown key {section}.{unknown[0]} (known: {', '.join(sorted(known))})")
+    return cls(**{k: _coerce(section, k, v, hints[k]) for k, v in values.items()})
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Builds a checked Config from nested dicts; missing keys keep their defaults."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"config: unknown section [{unknown[0]}] (known: {', '.join(sorted(sections))})")
+    hints = typing.get_type_hints(Config)
+    built = {name: _build_section(name, hints[name], values) for name, values in data.items()}
+    return validate(Config(**built))
+
+
+def validate(config: Config) -> Config:
+    """Checks ranges that types alone cannot; returns the config unchanged."""
+    checks = [
+        (0 < config.server.port < 65536, "server.port must be 1..65535"),
+        (config.server.max_sessions >= 1, "server.max_sessions must be at least 1"),
+        (config.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024"),
+        (config.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
+        (config.model.n_threads >= 0, "model.n_threads must be 0 (all cores) or more"),
+        (config.model.max_tokens >= 1, "model.max_tokens must be at least 1"),
+        (config.model.temperature >= 0, "model.temperature must not be negative"),
+        (config.model.cpu_extra_buffers in ("auto", "on", "off"), "model.cpu_extra_buffers must be auto, on or off"),
+        (bool(config.model.model_path) == bool(config.model.mmproj_path),
+         "model.model_path and model.mmproj_path go together"),
+        (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),
+        (config.pipeline.max_edge >= 32, "pipeline.max_edge must be at least 32"),
+        (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
+        (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Reads a TOML file (or returns the defaults when path is None)."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+    return config_from_dict(data)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The config as nested dicts (for the defaults file check and for /health)."""
+    return dataclasses.asdict(config)

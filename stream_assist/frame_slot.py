@@ -1,0 +1,59 @@
+"""The drop-stale frame slot between a session and the inference worker.
+
+It holds at most one frame. A newer frame replaces an unprocessed one (counted as dropped), so the
+worker, whenever it becomes free, takes the newest frame there is and never works on an old one.
+Producers (the asyncio loop) and the consumer (the worker thread) share one `threading.Condition`
+owned by the worker, so a put wakes the worker at once without polling.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class SlotCounters:
+    put: int = 0
+    dropped: int = 0  # replaced before the worker took them
+    taken: int = 0
+
+
+class FrameSlot(Generic[T]):
+    """A one-item mailbox where the newest item wins."""
+
+    def __init__(self, wakeup: threading.Condition) -> None:
+        self._cond = wakeup
+        self._item: T | None = None
+        self.counters = SlotCounters()
+
+    def put(self, item: T) -> bool:
+        """Stores item, replacing (and counting as dropped) any unprocessed one; True if one was replaced."""
+        with self._cond:
+            replaced = self._item is not None
+            if replaced:
+                self.counters.dropped += 1
+            self._item = item
+            self.counters.put += 1
+            self._cond.notify_all()
+        return replaced
+
+    def take(self) -> T | None:
+        """Removes and returns the waiting item, or None when the slot is empty."""
+        with self._cond:
+            item, self._item = self._item, None
+            if item is not None:
+                self.counters.taken += 1
+            return item
+
+    def clear(self) -> None:
+        """Drops the waiting item without counting it (the session is pausing or closing)."""
+        with self._cond:
+            self._item = None
+
+    @property
+    def full(self) -> bool:
+        return self._item is not None

@@ -1,0 +1,94 @@
+"""The data-channel protocol: JSON text messages with a `type` field (docs/protocol.md).
+
+Browser → server: `settings`, `pause`, `resume`. Server → browser: `status`, `guidance`, `error`.
+Incoming messages are checked here, before anything acts on them; a bad one becomes a
+`ProtocolError` that the session answers with an `error` message and otherwise ignores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .prompts import PRESET_NAMES
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(ValueError):
+    """An incoming message that cannot be acted on; code is machine-readable, str(e) is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A `settings` message: only the fields present are changed."""
+
+    preset: str | None = None
+    task: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    pass
+
+
+ClientMessage = Settings | Pause | Resume
+
+
+def _text_field(data: dict[str, Any], name: str, max_chars: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"{name} must be a string")
+    if len(value) > max_chars:
+        raise ProtocolError("bad_field", f"{name} is longer than {max_chars} characters")
+    return value
+
+
+def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int) -> ClientMessage:
+    """Parses and checks one message from the browser."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ProtocolError("too_large", f"message of {size} bytes is over the {max_bytes}-byte limit")
+    if isinstance(raw, bytes):
+        raise ProtocolError("bad_message", "binary messages are not part of the protocol; send JSON text")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ProtocolError("bad_json", "message is not valid JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("bad_message", "message must be a JSON object with a string 'type'")
+    kind = data["type"]
+    if kind == "pause":
+        return Pause()
+    if kind == "resume":
+        return Resume()
+    if kind == "settings":
+        unknown = sorted(set(data) - {"type", "preset", "task", "prompt"})
+        if unknown:
+            raise ProtocolError("bad_field", f"unknown settings field {unknown[0]!r}")
+        preset = _text_field(data, "preset", 64)
+        if preset is not None and preset not in PRESET_NAMES:
+            raise ProtocolError("bad_field", f"unknown preset {preset!r} (known: {', '.join(PRESET_NAMES)})")
+        prompt = _text_field(data, "prompt", max_prompt_chars)
+        if preset == "custom" and not (prompt or "").strip():
+            raise ProtocolError("bad_field", "the custom preset needs a non-empty prompt")
+        return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt)
+    raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
+
+
+def encode(kind: str, **fields: Any) -> str:
+    """A server → browser message as JSON text."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))

@@ -1,0 +1,125 @@
+"""The HTTP side: serves the pages, answers WebRTC offers, reports health, shuts everything down.
+
+`POST /offer` takes `{"sdp", "type": "offer"}` and answers `{"sdp", "type": "answer"}`; every bad
+request gets a 4xx with a JSON `{"error": ...}` and leaves the open sessions untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from .config import Config
+from .inference_worker import InferenceWorker
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+MAX_SDP_CHARS = 32768
+
+APP_STATE = web.AppKey("state", "ServerState")
+
+
+class ServerState:
+    """What the app owns: the shared worker (and its model), the sessions, the enhancement threads."""
+
+    def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
+        self.config = config
+        self.worker = worker
+        self.model_name = model_name
+        self.sessions: dict[str, Session] = {}
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _parse_offer(body: Any) -> RTCSessionDescription:
+    """Checks the offer's shape; raises ValueError with a message for the client."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object with 'sdp' and 'type'")
+    sdp, kind = body.get("sdp"), body.get("type")
+    if kind != "offer":
+        raise ValueError("'type' must be \"offer\"")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise ValueError("'sdp' must be an SDP offer (starting with v=0)")
+    if len(sdp) > MAX_SDP_CHARS:
+        raise ValueError(f"'sdp' is longer than {MAX_SDP_CHARS} characters")
+    if "\nm=video" not in sdp:
+        raise ValueError("the offer has no video; send the camera track")
+    return RTCSessionDescription(sdp=sdp, type="offer")
+
+
+async def offer(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+    if request.content_type != "application/json":
+        return _error(415, "content type must be application/json")
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return _error(400, "body is not valid JSON")
+    try:
+        description = _parse_offer(body)
+    except ValueError as e:
+        return _error(400, str(e))
+    if len(state.sessions) >= state.config.server.max_sessions:
+        return _error(503, f"server is full ({state.config.server.max_sessions} sessions); try again later")
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    session = Session(pc, state.worker, state.config, state.executor,
+                      on_closed=lambda s: state.sessions.pop(s.id, None))
+    state.sessions[session.id] = session
+    try:
+        await pc.setRemoteDescription(description)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as e:  # aiortc raises several types for SDP it cannot use
+        await session.close()
+        return _error(400, f"invalid SDP offer: {e}")
+    log.info("session %s opened (%d open)", session.id, len(state.sessions))
+    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[APP_STATE]
+    return web.json_response({
+        "status": "ok" if state.worker.alive else "degraded",
+        "model_loaded": True,
+        "model": state.model_name,
+        "worker_alive": state.worker.alive,
+        "sessions": len(state.sessions),
+        "max_sessions": state.config.server.max_sessions,
+    })
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def _shutdown(app: web.Application) -> None:
+    state = app[APP_STATE]
+    for session in list(state.sessions.values()):
+        session.send("status", state="closing")
+        await session.close()
+    state.worker.stop()
+    state.executor.shutdown(wait=True)
+    state.worker.model.close()
+
+
+def make_app(state: ServerState) -> web.Application:
+    """The aiohttp application; the worker must already be started and is stopped on shutdown."""
+    app = web.Application(client_max_size=state.config.server.max_body_bytes)
+    app[APP_STATE] = state
+    app.router.add_get("/", index)
+    app.router.add_post("/offer", offer)
+    app.router.add_get("/health", health)
+    app.router.add_static("/", WEB_DIR, follow_symlinks=False)
+    app.on_shutdown.append(_shutdown)
+    return app

@@ -1,0 +1,195 @@
+"""One browser's session: its peer connection, video path into the shared worker, and data channel.
+
+Frames flow one way: track → sampler → RGB + enhancement (in a thread) → this session's slot →
+worker → guidance on the data channel. Settings are the session's own. Nothing here blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import numpy as np
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
+
+from . import protocol
+from .config import Config
+from .enhancement import enhance
+from .frame_sampler import FrameSampler, SampledFrame, to_rgb
+from .inference_worker import InferenceWorker, Job, Outcome
+from .prompts import PRESET_NAMES, PromptSettings
+from .timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "guidance"
+
+
+class Session:
+    """Everything one peer connection owns; closed by close() from any state."""
+
+    def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
+                 on_closed: Callable[[Session], None]) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.pc = pc
+        self.worker = worker
+        self.config = config
+        self.executor = executor
+        self.on_closed = on_closed
+        self.prompt = PromptSettings()
+        self.paused = False
+        self.channel: RTCDataChannel | None = None
+        self.sampler: FrameSampler | None = None
+        self.slot = worker.new_slot()
+        self.frames_failed = 0
+        self.guidance_sent = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self.closed = asyncio.Event()  # set once everything is released
+        worker.register(self.id, self.slot, self._from_worker)
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+
+    # --- video path -------------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "video" or self.sampler is not None:
+            return
+        self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
+        self._spawn(self.sampler.drain())
+        self._spawn(self._feed(self.sampler))
+
+    def _prepare(self, item: SampledFrame, timeline: Timeline) -> np.ndarray:
+        """Runs in the executor: decoded frame → RGB at model size → enhanced."""
+        rgb = to_rgb(item.frame, self.config.pipeline.max_edge)
+        timeline.mark("sampled")
+        out = enhance(rgb, self.config.enhancement)
+        timeline.mark("enhanced")
+        return out
+
+    async def _feed(self, sampler: FrameSampler) -> None:
+        async for item in sampler.frames():
+            if self.paused:
+                continue
+            timeline = Timeline()
+            timeline.mark("decoded", item.decoded_at)
+            try:
+                rgb = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
+            except Exception:
+                self.frames_failed += 1
+                log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
+                continue
+            if self.paused or self._closing:
+                continue
+            timeline.mark("queued")
+            self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline))
+
+    def _from_worker(self, outcome: Outcome) -> None:
+        """Called on the worker thread; hops to the loop."""
+        self._loop.call_soon_threadsafe(self._deliver, outcome)
+
+    def _deliver(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if outcome.error is not None:
+            self.send("error", code="inference_failed", message=outcome.error, frame_id=job.frame_id)
+            return
+        gen = outcome.generation
+        assert gen is not None
+        tl = job.timeline
+        tl.mark("inference_start", gen.started_at)
+        tl.mark("first_token", gen.first_token_at)
+        tl.mark("done", gen.done_at)
+        tl.mark("sent")
+        self.guidance_sent += 1
+        self.send("guidance", text=gen.text, frame_id=job.frame_id, timeline=tl.as_ms(),
+                  stages_ms=tl.durations_ms(), counters=self.counters(),
+                  tokens={"prompt": gen.prompt_tokens, "completion": gen.completion_tokens})
+
+    def counters(self) -> dict[str, int]:
+        sampler = self.sampler.counters if self.sampler else None
+        return {
+            "received": sampler.received if sampler else 0,
+            "sampled": sampler.sampled if sampler else 0,
+            "failed": self.frames_failed,
+            "queued": self.slot.counters.put,
+            "dropped": self.slot.counters.dropped,
+            "processed": self.slot.counters.taken,
+            "guidance": self.guidance_sent,
+        }
+
+    # --- data channel -----------------------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CHANNEL_LABEL:
+            channel.close()
+            return
+        self.channel = channel
+        channel.on("message", self._on_message)
+        if channel.readyState == "open":
+            self._send_status("ready")
+        else:
+            channel.on("open", lambda: self._send_status("ready"))
+
+    def _send_status(self, state: str) -> None:
+        self.send("status", state=state, session=self.id, protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
+                  preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
+                  counters=self.counters())
+
+    def _on_message(self, raw: str | bytes) -> None:
+        channel_cfg = self.config.channel
+        try:
+            message = protocol.parse_client_message(raw, channel_cfg.max_message_bytes, channel_cfg.max_prompt_chars)
+        except protocol.ProtocolError as e:
+            self.send("error", code=e.code, message=str(e))
+            return
+        if isinstance(message, protocol.Pause):
+            self.paused = True
+            self.slot.clear()
+            self._send_status("paused")
+        elif isinstance(message, protocol.Resume):
+            self.paused = False
+            self._send_status("running")
+        else:
+            if message.preset is not None:
+                self.prompt.preset = message.preset
+            if message.task is not None:
+                self.prompt.task = message.task
+            if message.prompt is not None:
+                self.prompt.custom = message.prompt
+            self._send_status("settings")
+
+    def send(self, kind: str, **fields: object) -> None:
+        """Sends one message if the channel is open (a closed channel means the session is going)."""
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(protocol.encode(kind, **fields))
+
+    # --- lifetime ---------------------------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001 - coroutine
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close()
+
+    async def close(self) -> None:
+        """Stops the tasks, leaves the worker, closes the peer connection; safe to call twice."""
+        if self._closing:
+            return
+        self._closing = True
+        self.worker.unregister(self.id)
+        self.slot.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pc.close()
+        self.on_closed(self)
+        self.closed.set()

@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny random-weight SmolVLM pair made here, and a real server running it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from stream_assist.config import Config
+from stream_assist.inference_worker import InferenceWorker
+from stream_assist.model_source import ModelFiles
+from stream_assist.random_model import write_pair
+from stream_assist.server import APP_STATE, ServerState, make_app
+from stream_assist.vision_model import VisionModel
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_files(model_dir: Path) -> ModelFiles:
+    text, mmproj = write_pair(model_dir, "tiny")
+    return ModelFiles(text, mmproj, "random tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_quantized_files(model_dir: Path) -> ModelFiles:
+    text, mmproj = write_pair(model_dir, "tiny", quantized=True)
+    return ModelFiles(text, mmproj, "random tiny q4_k_m")
+
+
+def small_config() -> Config:
+    config = Config()
+    config.model.n_ctx = 512
+    config.model.max_tokens = 12
+    config.model.n_threads = 1
+    config.pipeline.max_edge = 256
+    config.server.max_sessions = 4
+    return config
+
+
+@pytest.fixture(scope="session")
+def vision_model(tiny_files: ModelFiles):
+    model = VisionModel(tiny_files, small_config().model)
+    yield model
+    model.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def server(vision_model: VisionModel) -> AsyncIterator[tuple[str, ServerState]]:
+    """The real app on a free loopback port, serving the tiny model; yields (base URL, state)."""
+    worker = InferenceWorker(vision_model)
+    worker.start()
+    state = ServerState(small_config(), worker, "tiny")
+    app = make_app(state)
+    app.on_shutdown.clear()  # the model belongs to the vision_model fixture
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", app[APP_STATE]
+    for session in list(state.sessions.values()):
+        await session.close()
+    await runner.cleanup()
+    worker.stop()
+    state.executor.shutdown()

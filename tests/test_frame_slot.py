@@ -1,0 +1,111 @@
+"""The drop-stale slot and the worker's round-robin, with a worker slower than the frames."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from stream_assist.inference_worker import InferenceWorker, Job, Outcome
+from stream_assist.timeline import Timeline
+from stream_assist.vision_model import Generation
+
+
+class GatedModel:
+    """Blocks in describe() until released, and says which frame it got: a worker we can hold busy."""
+
+    def __init__(self) -> None:
+        self.started = threading.Semaphore(0)
+        self.release = threading.Semaphore(0)
+        self.seen: list[str] = []
+
+    def describe(self, rgb, prompt, on_text=None) -> Generation:
+        self.seen.append(prompt)
+        self.started.release()
+        assert self.release.acquire(timeout=30)
+        if prompt == "explode":
+            raise RuntimeError("model failure")
+        return Generation(prompt, 0.0, 0.0, 0.0, 1, 1)
+
+    def close(self) -> None:
+        pass
+
+
+def job(frame_id: int, prompt: str = "") -> Job:
+    return Job(frame_id, np.zeros((2, 2, 3), np.uint8), prompt or f"frame {frame_id}", Timeline())
+
+
+def collect(outcomes: list[Outcome], done: threading.Semaphore):
+    def on_outcome(o: Outcome) -> None:
+        outcomes.append(o)
+        done.release()
+    return on_outcome
+
+
+def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    worker = InferenceWorker(GatedModel())
+    slot = worker.new_slot()
+    assert slot.put(job(1)) is False
+    assert slot.put(job(2)) is True
+    assert slot.put(job(3)) is True
+    assert slot.take().frame_id == 3
+    assert slot.take() is None
+    assert (slot.counters.put, slot.counters.dropped, slot.counters.taken) == (3, 2, 1)
+
+
+def test_busy_worker_gets_the_newest_frame_when_it_becomes_free() -> None:
+    model = GatedModel()
+    worker = InferenceWorker(model)
+    slot = worker.new_slot()
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    worker.register("a", slot, collect(outcomes, done))
+    worker.start()
+    try:
+        newest_when_free = []
+        frame_id = 0
+        for burst in (1, 4, 2, 7):  # frames arriving while the worker is busy with the previous one
+            for _ in range(burst):
+                frame_id += 1
+                slot.put(job(frame_id))
+            newest_when_free.append(frame_id)
+            if len(newest_when_free) > 1:
+                model.release.release()  # the worker finishes its frame and becomes free
+                assert done.acquire(timeout=30)
+            assert model.started.acquire(timeout=30)  # ...and takes what the slot holds now
+        model.release.release()
+        assert done.acquire(timeout=30)
+    finally:
+        worker.stop()
+    assert [o.job.frame_id for o in outcomes] == newest_when_free == [1, 5, 7, 14]
+    assert slot.counters.dropped == 14 - 4
+    assert slot.counters.taken == 4
+
+
+def test_round_robin_serves_every_session_and_survives_model_errors() -> None:
+    model = GatedModel()
+    worker = InferenceWorker(model)
+    slots = {key: worker.new_slot() for key in "abc"}
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    for key, slot in slots.items():
+        worker.register(key, slot, collect(outcomes, done))
+    worker.start()
+    try:
+        slots["a"].put(job(1, "a1"))
+        assert model.started.acquire(timeout=30)  # busy on a1
+        slots["a"].put(job(2, "explode"))
+        slots["b"].put(job(1, "b1"))
+        slots["c"].put(job(1, "c1"))
+        for _ in range(4):
+            model.release.release()
+            assert done.acquire(timeout=30)
+            if len(outcomes) < 4:
+                assert model.started.acquire(timeout=30)
+    finally:
+        worker.stop()
+    # a was served last, so b and c go before a's next frame; the failure is a's alone
+    assert model.seen == ["a1", "b1", "c1", "explode"]
+    assert [o.error is None for o in outcomes] == [True, True, True, False]
+    assert "model failure" in outcomes[3].error
+    assert worker.jobs_done == 3 and worker.jobs_failed == 1

@@ -1,0 +1,83 @@
+"""The HTTP surface: health, the page, and every kind of bad offer getting a clear 4xx."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from .webrtc_client import connect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+VALID_HEAD = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+async def post(base: str, data, content_type: str = "application/json") -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/offer", data=data, headers={"Content-Type": content_type}) as res:
+            return res.status, await res.json()
+
+
+async def test_health_and_page(server) -> None:
+    base, state = server
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/health") as res:
+            body = await res.json()
+        assert res.status == 200
+        assert body["model_loaded"] is True and body["worker_alive"] is True
+        assert body["sessions"] == len(state.sessions)
+        async with http.get(f"{base}/") as res:
+            assert res.status == 200 and "stream-assist" in await res.text()
+        async with http.get(f"{base}/app.js") as res:
+            assert res.status == 200
+
+
+@pytest.mark.parametrize("path", ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml"])
+async def test_no_file_outside_web_is_served(server, path: str) -> None:
+    base, _ = server
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + path) as res:
+            assert res.status in (403, 404)
+            assert "[project]" not in await res.text()
+
+
+@pytest.mark.parametrize(("data", "content_type", "status", "needle"), [
+    ('{"sdp": "v=0", "type": "offer"}', "text/plain", 415, "application/json"),
+    ("{not json", "application/json", 400, "not valid JSON"),
+    ("[1, 2]", "application/json", 400, "JSON object"),
+    ('{"sdp": "v=0\\r\\n", "type": "answer"}', "application/json", 400, "must be \\\"offer\\\""),
+    ('{"sdp": 5, "type": "offer"}', "application/json", 400, "SDP offer"),
+    ('{"sdp": "hello", "type": "offer"}', "application/json", 400, "SDP offer"),
+    ('{"sdp": "' + VALID_HEAD.replace("\r\n", "\\r\\n") + '", "type": "offer"}', "application/json", 400, "no video"),
+    ('{"sdp": "' + (VALID_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken\r\n").replace("\r\n", "\\r\\n")
+     + '", "type": "offer"}', "application/json", 400, "invalid SDP offer"),
+    ('{"sdp": "v=0' + "a" * 40000 + '\\nm=video", "type": "offer"}', "application/json", 400, "longer than"),
+])
+async def test_bad_offers_get_clear_errors_and_leave_sessions_alone(server, data, content_type, status, needle) -> None:
+    base, state = server
+    before = len(state.sessions)
+    code, body = await post(base, data, content_type)
+    assert code == status
+    assert needle.replace('\\"', '"') in body["error"]
+    assert len(state.sessions) == before
+
+
+async def test_oversized_body_is_refused(server) -> None:
+    base, state = server
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/offer", data="x" * 200_000, headers={"Content-Type": "application/json"}) as res:
+            assert res.status == 413
+
+
+async def test_offers_over_the_session_limit_get_503(server) -> None:
+    base, state = server
+    clients = []
+    try:
+        while len(state.sessions) < state.config.server.max_sessions:
+            clients.append(await connect(base))
+        with pytest.raises(RuntimeError, match="503") as e:
+            await connect(base)
+        assert "server is full" in str(e.value)
+    finally:
+        for c in clients:
+            await c.close()

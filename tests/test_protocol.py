@@ -1,0 +1,47 @@
+"""Checking of browser → server messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream_assist.protocol import Pause, ProtocolError, Resume, Settings, encode, parse_client_message
+
+
+def parse(raw):
+    return parse_client_message(raw, max_bytes=1024, max_prompt_chars=100)
+
+
+def test_valid_messages() -> None:
+    assert parse('{"type":"pause"}') == Pause()
+    assert parse('{"type":"resume"}') == Resume()
+    message = parse('{"type":"settings","preset":"next_step","task":"fix a tap"}')
+    assert message == Settings("next_step", "fix a tap")
+    custom = parse('{"type":"settings","preset":"custom","prompt":"What tool?"}')
+    assert custom == Settings("custom", None, "What tool?")
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    ("x" * 2000, "too_large"),
+    (b'{"type":"pause"}', "bad_message"),
+    ("{not json", "bad_json"),
+    ("[1,2]", "bad_message"),
+    ('{"kind":"pause"}', "bad_message"),
+    ('{"type":"dance"}', "unknown_type"),
+    ('{"type":"settings","preset":"nope"}', "bad_field"),
+    ('{"type":"settings","preset":"custom"}', "bad_field"),
+    ('{"type":"settings","task":5}', "bad_field"),
+    ('{"type":"settings","task":"' + "t" * 101 + '"}', "bad_field"),
+    ('{"type":"settings","colour":"red"}', "bad_field"),
+    ("[" * 900, "bad_json"),
+])
+def test_bad_messages_are_refused_with_a_code(raw, code) -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse(raw)
+    assert e.value.code == code
+    assert str(e.value)
+
+
+def test_encode_is_compact_json_with_type() -> None:
+    assert json.loads(encode("status", state="ready")) == {"type": "status", "state": "ready"}

@@ -1,0 +1,92 @@
+"""Real aiortc peers streaming synthetic video into the real server and its tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stream_assist.timeline import STAGES
+
+from .webrtc_client import connect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_guidance_arrives_with_timeline_and_counters(server) -> None:
+    base, state = server
+    client = await connect(base)
+    try:
+        status = await client.next_message("status")
+        assert status["state"] == "ready" and "describe" in status["presets"]
+        first = await client.next_message("guidance")
+        second = await client.next_message("guidance")
+        assert isinstance(first["text"], str)
+        assert second["frame_id"] > first["frame_id"] >= 1
+        timeline = second["timeline"]
+        assert list(timeline) == list(STAGES)
+        assert list(timeline.values()) == sorted(timeline.values())
+        counters = second["counters"]
+        assert counters["received"] >= counters["sampled"] >= counters["processed"] >= 2
+        # every frame put in the slot was either taken, dropped for a newer one, or is waiting there now
+        assert counters["queued"] - counters["processed"] - counters["dropped"] in (0, 1)
+    finally:
+        await client.close()
+
+
+async def test_settings_pause_and_resume(server) -> None:
+    base, _ = server
+    client = await connect(base)
+    try:
+        await client.next_message("status")
+        client.send({"type": "settings", "preset": "next_step", "task": "assemble a shelf"})
+        status = await client.next_message("status")
+        assert (status["state"], status["preset"], status["task"]) == ("settings", "next_step", "assemble a shelf")
+        client.send({"type": "pause"})
+        status = await client.next_message("status")
+        assert status["paused"] is True
+        processed = status["counters"]["processed"]
+        client.send({"type": "resume"})
+        assert (await client.next_message("status"))["paused"] is False
+        guidance = await client.next_message("guidance")
+        assert guidance["counters"]["processed"] > processed
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    ('{"type":"launch"}', "unknown_type"),
+    ('{"type":"settings","note":"' + "x" * 5000 + '"}', "too_large"),
+    ("not json", "bad_json"),
+    ('{"type":"settings","preset":"custom","prompt":""}', "bad_field"),
+    (b"\x00\x01binary", "bad_message"),
+])
+async def test_bad_channel_messages_get_errors_while_another_session_keeps_guidance(server, raw, code) -> None:
+    base, _ = server
+    bystander = await connect(base)
+    offender = await connect(base)
+    try:
+        await bystander.next_message("guidance")
+        offender.send(raw)
+        error = await offender.next_message("error")
+        assert error["code"] == code and error["message"]
+        # both sessions still work: the offender's settings are unchanged, the bystander still gets guidance
+        offender.send({"type": "settings"})
+        assert (await offender.next_message("status"))["preset"] == "describe"
+        before = (await bystander.next_message("guidance"))["frame_id"]
+        assert (await bystander.next_message("guidance"))["frame_id"] > before
+    finally:
+        await offender.close()
+        await bystander.close()
+
+
+async def test_closing_a_session_frees_it(server) -> None:
+    base, state = server
+    client = await connect(base)
+    session = state.sessions[(await client.next_message("status"))["session"]]
+    await client.next_message("guidance")
+    slot = session.slot
+    await client.close()
+    await asyncio.wait_for(session.closed.wait(), 60)  # the server learns of the close over DTLS
+    assert session.id not in state.sessions
+    assert not slot.full and session.id not in [c.key for c in state.worker._clients]

@@ -1,0 +1,81 @@
+"""An in-process aiortc client: streams synthetic camera video to the server and collects messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+
+
+class SyntheticCamera(VideoStreamTrack):
+    """A moving colour pattern at 30 fps (aiortc paces recv())."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self.count += 1
+        x = np.arange(self.width, dtype=np.uint16)[None, :]
+        y = np.arange(self.height, dtype=np.uint16)[:, None]
+        img = np.zeros((self.height, self.width, 3), np.uint8)
+        img[..., 0] = (x + self.count * 4) % 256
+        img[..., 1] = (y + self.count * 2) % 256
+        img[..., 2] = ((x + y) // 2) % 256
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base or Fraction(1, 90000)
+        return frame
+
+
+@dataclass
+class Client:
+    pc: RTCPeerConnection
+    channel: RTCDataChannel
+    camera: SyntheticCamera
+    messages: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    async def next_message(self, kind: str, timeout: float = 120.0) -> dict:
+        """The next message of the given type (others of other types are skipped); fails on timeout."""
+        async def find() -> dict:
+            while True:
+                msg = await self.messages.get()
+                if msg.get("type") == kind:
+                    return msg
+        return await asyncio.wait_for(find(), timeout)
+
+    def send(self, obj: object) -> None:
+        self.channel.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
+
+    async def close(self) -> None:
+        self.camera.stop()
+        await self.pc.close()
+
+
+async def connect(base_url: str, width: int = 320, height: int = 240) -> Client:
+    """Makes an offer with one video track and a `guidance` channel; waits until the channel is open."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    camera = SyntheticCamera(width, height)
+    pc.addTransceiver(camera, direction="sendonly")
+    channel = pc.createDataChannel("guidance")
+    client = Client(pc, channel, camera)
+    opened = asyncio.get_running_loop().create_future()
+    channel.on("open", lambda: opened.done() or opened.set_result(True))
+    channel.on("message", lambda m: client.messages.put_nowait(json.loads(m)))
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base_url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as res:
+            body = await res.json()
+            if res.status != 200:
+                await pc.close()
+                raise RuntimeError(f"offer refused: {res.status} {body}")
+    await pc.setRemoteDescription(RTCSessionDescription(**body))
+    await asyncio.wait_for(opened, 60)
+    return client
