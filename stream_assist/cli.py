@@ -76,8 +76,32 @@ def _ssl_context(args: argparse.Namespace, host: str):  # noqa: ANN202 - ssl.SSL
     return None
 
 
-def serve(args: argparse.Namespace) -> int:
+async def _serve_until_signal(app, config: Config, context) -> None:  # noqa: ANN001 - aiohttp / ssl types
+    """Serves until SIGINT or SIGTERM, then runs the app's shutdown (sessions closed, model freed)."""
+    import asyncio
+    import signal
+
     from aiohttp import web
+
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    for url in urls_to_open(config.server.host, port, context is not None):
+        print(f"stream-assist: open {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: closing sessions and freeing the model")
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import asyncio
 
     from .inference_worker import InferenceWorker
     from .model_source import resolve
@@ -91,10 +115,7 @@ def serve(args: argparse.Namespace) -> int:
     worker = InferenceWorker(model)
     worker.start()
     app = make_app(ServerState(config, worker, files.text.name))
-    for url in urls_to_open(config.server.host, config.server.port, context is not None):
-        print(f"stream-assist: open {url}", flush=True)
-    web.run_app(app, host=config.server.host, port=config.server.port, ssl_context=context, print=None,
-                shutdown_timeout=5.0)
+    asyncio.run(_serve_until_signal(app, config, context))
     return 0
 
 

@@ -101,7 +101,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def validate(config: Config) -> Config:
     """Checks ranges that types alone cannot; returns the config unchanged."""
     checks = [
-        (0 < config.server.port < 65536, "server.port must be 1..65535"),
+        (0 <= config.server.port < 65536, "server.port must be 0..65535 (0: any free port)"),
         (config.server.max_sessions >= 1, "server.max_sessions must be at least 1"),
         (config.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024"),
         (config.model.n_ctx >= 256, "model.n_ctx must be at least 256"),

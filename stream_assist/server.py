@@ -6,6 +6,7 @@ request gets a 4xx with a JSON `{"error": ...}` and leaves the open sessions unt
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -104,13 +105,16 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def _shutdown(app: web.Application) -> None:
+    """Tells every open session, closes it, then stops the worker and frees the model."""
     state = app[APP_STATE]
-    for session in list(state.sessions.values()):
+    sessions = list(state.sessions.values())
+    for session in sessions:
         session.send("status", state="closing")
-        await session.close()
+    await asyncio.gather(*(session.close() for session in sessions))
     state.worker.stop()
     state.executor.shutdown(wait=True)
     state.worker.model.close()
+    log.info("closed %d sessions, stopped the worker, freed the model", len(sessions))
 
 
 def make_app(state: ServerState) -> web.Application:

@@ -1,0 +1,65 @@
+"""`stream-assist serve` as a user runs it: a real process, TLS, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from stream_assist.model_source import ModelFiles
+
+from .webrtc_client import connect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def start_server(files: ModelFiles, home: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    env = {**os.environ, "HOME": str(home)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stream_assist", "serve", "--port", "0", "--model", str(files.text),
+        "--mmproj", str(files.mmproj), *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    assert line.startswith(b"stream-assist: open "), line
+    return proc, line.decode().split("open ", 1)[1].strip().rstrip("/")
+
+
+async def test_sigterm_tells_sessions_closes_them_and_exits(tiny_files: ModelFiles, tmp_path: Path) -> None:
+    proc, url = await start_server(tiny_files, tmp_path)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        client = await connect(url)
+        await client.next_message("guidance")
+        proc.send_signal(signal.SIGTERM)
+        closing = await client.next_message("status")
+        while closing["state"] != "closing":
+            closing = await client.next_message("status")
+        rc = await asyncio.wait_for(proc.wait(), 30)
+        stderr = (await proc.stderr.read()).decode()
+        assert rc == 0, stderr[-2000:]
+        assert "closed 1 sessions, stopped the worker, freed the model" in stderr
+        await client.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_self_signed_https(tiny_files: ModelFiles, tmp_path: Path) -> None:
+    proc, url = await start_server(tiny_files, tmp_path, "--self-signed")
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        cert = tmp_path / ".cache" / "stream-assist" / "tls" / "cert.pem"
+        context = ssl.create_default_context(cafile=str(cert))  # verifies the chain and the IP address
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/health", ssl=context) as res:
+                assert res.status == 200 and (await res.json())["model_loaded"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
