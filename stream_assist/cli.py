@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, validate
-from .model_source import VARIANTS, ModelFileError
+from .model_source import VARIANTS, ModelFileError, ModelFiles
+from .random_model import SHAPES
 
 log = logging.getLogger("stream_assist")
 
@@ -27,6 +28,44 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+
+
+def _model_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shape", choices=sorted(SHAPES), default="tiny",
+                   help="random-weight model of this shape (made once, cached); default tiny")
+    p.add_argument("--model", help="real text-model GGUF instead of a random one")
+    p.add_argument("--mmproj", help="real projector GGUF, with --model")
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print figures (not tests)")
+    kinds = p.add_subparsers(dest="bench", required=True)
+    page = kinds.add_parser("page", help="headless Chromium page: Start → first guidance, frame counters")
+    _model_choice(page)
+    page.add_argument("--seconds", type=float, default=20.0)
+    page.add_argument("--chromium", default=None, help="browser binary (default /usr/bin/chromium)")
+    page.add_argument("--json", action="store_true")
+
+
+def bench_model_files(args: argparse.Namespace) -> ModelFiles:
+    """Real files when given, else a random-weight pair of the chosen shape from the cache."""
+    from .model_source import check_gguf
+    from .random_model import write_pair
+
+    if args.model or args.mmproj:
+        if not (args.model and args.mmproj):
+            raise ValueError("--model and --mmproj go together")
+        return ModelFiles(check_gguf(Path(args.model), "model"), check_gguf(Path(args.mmproj), "mmproj"), "local")
+    text, mmproj = write_pair(CACHE_DIR / "random-models", args.shape, quantized=args.shape != "tiny")
+    return ModelFiles(text, mmproj, f"random {args.shape}")
+
+
+def bench(args: argparse.Namespace) -> int:
+    from . import bench_page
+
+    config = Config()
+    files = bench_model_files(args)
+    return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.json)
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -81,13 +120,9 @@ async def _serve_until_signal(app, config: Config, context) -> None:  # noqa: AN
     import asyncio
     import signal
 
-    from aiohttp import web
+    from .server import start_site
 
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await start_site(app, config.server.host, config.server.port, context)
     for url in urls_to_open(config.server.host, port, context is not None):
         print(f"stream-assist: open {url}", flush=True)
     stop = asyncio.Event()
@@ -124,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _bench_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        return serve(args)
+        return {"serve": serve, "bench": bench}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class PipelineConfig:
-    sample_fps: float = 10.0  # the most frames per second a session hands to enhancement
+    sample_fps: float = 15.0  # the most frames per second a session hands to enhancement
     max_edge: int = 1024  # longest edge of the frame the model sees
 
 

@@ -196,20 +196,25 @@ def quantize_q4_k_m(src: Path, dst: Path, threads: int = 0) -> None:
         raise RuntimeError(f"llama_model_quantize failed with code {rc}")
 
 
+def _once(path: Path, write) -> Path:  # noqa: ANN001 - write(path) callable
+    """Writes path via a temporary name unless it exists, so an interrupted write is never reused."""
+    if not path.exists():
+        tmp = path.with_name(path.name + ".partial")
+        write(tmp)
+        tmp.replace(path)
+    return path
+
+
 def write_pair(directory: Path, shape_name: str = "tiny", quantized: bool = False) -> tuple[Path, Path]:
     """Writes (text model, mmproj) into directory, reusing files already there; returns their paths."""
     shape = SHAPES[shape_name]
     directory.mkdir(parents=True, exist_ok=True)
     big = shape_name != "tiny"
-    mmproj = directory / f"random-{shape_name}-mmproj-{'f16' if big else 'f32'}.gguf"
-    if not mmproj.exists():
-        write_mmproj(mmproj, shape, f16=big)
-    plain = directory / f"random-{shape_name}-text-{'f16' if big else 'f32'}.gguf"
-    if not plain.exists():
-        write_text_model(plain, shape, f16=big)
+    precision = "f16" if big else "f32"
+    mmproj = _once(directory / f"random-{shape_name}-mmproj-{precision}.gguf",
+                   lambda p: write_mmproj(p, shape, f16=big))
+    plain = _once(directory / f"random-{shape_name}-text-{precision}.gguf",
+                  lambda p: write_text_model(p, shape, f16=big))
     if not quantized:
         return plain, mmproj
-    q = directory / f"random-{shape_name}-text-q4_k_m.gguf"
-    if not q.exists():
-        quantize_q4_k_m(plain, q)
-    return q, mmproj
+    return _once(directory / f"random-{shape_name}-text-q4_k_m.gguf", lambda p: quantize_q4_k_m(plain, p)), mmproj

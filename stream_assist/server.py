@@ -127,3 +127,11 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
     return app
+
+
+async def start_site(app: web.Application, host: str, port: int, ssl_context=None) -> tuple[web.AppRunner, int]:  # noqa: ANN001
+    """Starts serving app; returns the runner (cleanup() shuts down) and the bound port (for port 0)."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    return runner, runner.addresses[0][1]

@@ -67,9 +67,7 @@ class Session:
 
     def _prepare(self, item: SampledFrame, timeline: Timeline) -> np.ndarray:
         """Runs in the executor: decoded frame → RGB at model size → enhanced."""
-        rgb = to_rgb(item.frame, self.config.pipeline.max_edge)
-        timeline.mark("sampled")
-        out = enhance(rgb, self.config.enhancement)
+        out = enhance(to_rgb(item.frame, self.config.pipeline.max_edge), self.config.enhancement)
         timeline.mark("enhanced")
         return out
 
@@ -79,6 +77,7 @@ class Session:
                 continue
             timeline = Timeline()
             timeline.mark("decoded", item.decoded_at)
+            timeline.mark("sampled")
             try:
                 rgb = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
             except Exception:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from stream_assist.config import Config
 from stream_assist.inference_worker import InferenceWorker
 from stream_assist.model_source import ModelFiles
 from stream_assist.random_model import write_pair
-from stream_assist.server import APP_STATE, ServerState, make_app
+from stream_assist.server import APP_STATE, ServerState, make_app, start_site
 from stream_assist.vision_model import VisionModel
 
 
@@ -59,11 +58,7 @@ async def server(vision_model: VisionModel) -> AsyncIterator[tuple[str, ServerSt
     state = ServerState(small_config(), worker, "tiny")
     app = make_app(state)
     app.on_shutdown.clear()  # the model belongs to the vision_model fixture
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await start_site(app, "127.0.0.1", 0)
     yield f"http://127.0.0.1:{port}", app[APP_STATE]
     for session in list(state.sessions.values()):
         await session.close()

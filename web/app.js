@@ -16,6 +16,8 @@ let channel = null;
 let stream = null;
 let paused = false;
 let lastSpoken = "";
+// Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
+window.streamAssist = { startedAt: null, firstGuidanceAt: null, last: null };
 
 function setState(text) { ui.state.textContent = text; }
 
@@ -56,7 +58,13 @@ function showGuidance(msg) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
-  if (msg.type === "guidance") { showError(""); showGuidance(msg); }
+  if (msg.type === "guidance") {
+    const probe = window.streamAssist;
+    if (probe.firstGuidanceAt === null) probe.firstGuidanceAt = performance.now();
+    probe.last = msg;
+    showError("");
+    showGuidance(msg);
+  }
   else if (msg.type === "error") showError(msg.message || msg.code);
   else if (msg.type === "status") {
     if (msg.state === "closing") setState("server closing");
@@ -98,6 +106,7 @@ function waitForIceGathering(peer) {
 
 async function start() {
   showError("");
+  Object.assign(window.streamAssist, { startedAt: performance.now(), firstGuidanceAt: null, last: null });
   ui.start.disabled = true;
   setState("starting");
   try {

@@ -1,0 +1,76 @@
+"""`stream-assist bench page`: the real page in headless Chromium (fake camera) against a real server.
+
+Prints the time from pressing Start to the first guidance on screen, and the session's frame counters
+(received, sampled, dropped by the slot, processed) over a run of fixed length. Needs the test extra
+(playwright) and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from .config import Config
+from .inference_worker import InferenceWorker
+from .model_source import ModelFiles
+from .server import ServerState, make_app, start_site
+from .vision_model import VisionModel
+
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-gpu",
+]
+
+
+async def measure(files: ModelFiles, config: Config, seconds: float, chromium: str) -> dict:
+    """Runs one page session for `seconds` from pressing Start; returns the figures."""
+    from playwright.async_api import async_playwright
+
+    model = VisionModel(files, config.model)
+    worker = InferenceWorker(model)
+    worker.start()
+    app = make_app(ServerState(config, worker, files.text.name))
+    runner, port = await start_site(app, "127.0.0.1", 0)
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.click("#start")
+            await page.wait_for_function("window.streamAssist.firstGuidanceAt !== null", timeout=600_000)
+            first_ms = await page.evaluate("window.streamAssist.firstGuidanceAt - window.streamAssist.startedAt")
+            await page.wait_for_function(f"performance.now() - window.streamAssist.startedAt >= {seconds * 1000}",
+                                         polling=100, timeout=(seconds + 60) * 1000)
+            last = await page.evaluate("window.streamAssist.last")
+            await browser.close()
+    finally:
+        await runner.cleanup()
+    timeline = last["timeline"]
+    return {
+        "model": files.text.name,
+        "start_to_first_guidance_ms": round(first_ms, 1),
+        "run_seconds": seconds,
+        "counters": last["counters"],
+        "last_frame": {"stages_ms": last["stages_ms"],
+                       "decoded_to_sent_ms": round(timeline["sent"] - timeline["decoded"], 1)},
+    }
+
+
+def main(files: ModelFiles, config: Config, seconds: float, chromium: str, as_json: bool) -> int:
+    result = asyncio.run(measure(files, config, seconds, chromium))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    c = result["counters"]
+    print(f"model                      {result['model']}")
+    print(f"Start → first guidance     {result['start_to_first_guidance_ms']:.0f} ms")
+    print(f"first {seconds:.0f} s after Start   received {c['received']}, sampled {c['sampled']}, "
+          f"dropped by slot {c['dropped']}, processed {c['processed']}, guidance {c['guidance']}")
+    print(f"last frame decoded → sent  {result['last_frame']['decoded_to_sent_ms']:.0f} ms")
+    return 0
+
+
+def default_chromium() -> str:
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else "chromium"
