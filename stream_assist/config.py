@@ -37,6 +37,7 @@ class ModelConfig:
     max_tokens: int = 48
     temperature: float = 0.0
     cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
+    slicing: str = "overview"  # overview: one image encode per frame | full: overview + tiles (more detail, slower)
 
 
 @dataclass
@@ -109,6 +110,7 @@ def validate(config: Config) -> Config:
         (config.model.max_tokens >= 1, "model.max_tokens must be at least 1"),
         (config.model.temperature >= 0, "model.temperature must not be negative"),
         (config.model.cpu_extra_buffers in ("auto", "on", "off"), "model.cpu_extra_buffers must be auto, on or off"),
+        (config.model.slicing in ("overview", "full"), "model.slicing must be overview or full"),
         (bool(config.model.model_path) == bool(config.model.mmproj_path),
          "model.model_path and model.mmproj_path go together"),
         (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),

@@ -1,17 +1,26 @@
-"""The vision-language model: SmolVLM (or any llama.cpp mtmd pair) loaded with llama-cpp-python.
+"""The vision-language model: SmolVLM (or another llama.cpp mtmd pair) loaded with llama-cpp-python.
 
+A camera frame's cost on a CPU is the vision encoder, so each frame is evaluated by hand through
+mtmd's chunk-level calls rather than the chat-completion helper:
+- the frame goes in as raw RGB (`mtmd_bitmap_init`), with no JPEG encode, base64 and decode;
+- by default only the overview image is encoded (`slicing = "overview"`): the single global image of
+  Hugging Face's `do_image_splitting=False`, one encode instead of overview + tiles;
+- the fixed part of the prompt (template header, instructions, task) comes before the image, and its KV
+  cache is kept from frame to frame: only the image and the few closing tokens are evaluated anew;
+- tokens stream to a callback as they are generated.
 One instance is shared by every session and used from the inference worker's thread only.
 """
 
 from __future__ import annotations
 
-import base64
+import codecs
 import contextlib
+import ctypes
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,10 +31,14 @@ from .model_source import ModelFileError, ModelFiles
 
 log = logging.getLogger(__name__)
 
+# Idefics3 (SmolVLM) wraps the unsliced global image in these tokens (Hugging Face processor layout).
+OVERVIEW_OPEN = "<fake_token_around_image><global-img>"
+OVERVIEW_CLOSE = "<fake_token_around_image>"
+
 
 @dataclass
 class Generation:
-    """One answer and when its parts happened (time.time() seconds)."""
+    """One answer, when its parts happened (time.time() seconds) and what each phase cost."""
 
     text: str
     started_at: float
@@ -33,6 +46,9 @@ class Generation:
     done_at: float
     prompt_tokens: int
     completion_tokens: int
+    reused_tokens: int = 0  # prompt tokens whose KV cache was kept from the previous frame
+    image_encodes: int = 0  # vision-encoder runs for this frame (1 with overview-only slicing)
+    phases_ms: dict[str, float] = field(default_factory=dict)  # encode, image_prefill, text_prefill, ...
 
 
 def cpu_advertises_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -75,78 +91,254 @@ def _model_defaults(extra_buffers: bool) -> Iterator[None]:
         native.llama_model_default_params = original
 
 
-def rgb_to_data_uri(rgb: np.ndarray, quality: int = 90) -> str:
-    """JPEG data URI of an RGB frame, the form llama-cpp-python's chat handler takes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+def gpu_offload_available() -> bool:
+    """True when this llama.cpp build can put layers on a GPU."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Chunks:
+    """mtmd input chunks for one frame, freed on exit."""
+
+    def __init__(self, mtmd, ctx, bitmap, text: str) -> None:  # noqa: ANN001 - ctypes handles
+        self._mtmd = mtmd
+        self.handle = mtmd.mtmd_input_chunks_init()
+        source = mtmd.mtmd_input_text()
+        encoded = text.encode()
+        source.text, source.text_len, source.add_special, source.parse_special = encoded, len(encoded), False, True
+        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        rc = mtmd.mtmd_tokenize(ctx, self.handle, ctypes.byref(source), bitmaps, 1)
+        if rc != 0:
+            mtmd.mtmd_input_chunks_free(self.handle)
+            raise RuntimeError(f"mtmd_tokenize failed with code {rc}")
+
+    def __enter__(self) -> list:
+        m = self._mtmd
+        return [m.mtmd_input_chunks_get(self.handle, i) for i in range(m.mtmd_input_chunks_size(self.handle))]
+
+    def __exit__(self, *exc: object) -> None:
+        self._mtmd.mtmd_input_chunks_free(self.handle)
 
 
 class VisionModel:
-    """Owns the llama.cpp text model and its projector."""
+    """Owns the llama.cpp text model, its projector, and the KV cache of the fixed prompt."""
 
     def __init__(self, files: ModelFiles, config: ModelConfig) -> None:
+        import llama_cpp.mtmd_cpp as mtmd
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import MTMDChatHandler
 
         self.files = files
         self.config = config
         self.extra_buffers = use_extra_buffers(config.cpu_extra_buffers)
-        threads = config.n_threads or os.cpu_count() or 1
+        self.threads = config.n_threads or os.cpu_count() or 1
         started = time.perf_counter()
         try:
-            handler = MTMDChatHandler(clip_model_path=str(files.mmproj), verbose=False)
             with _model_defaults(self.extra_buffers):
-                self._llm = Llama(
-                    model_path=str(files.text),
-                    chat_handler=handler,
-                    n_ctx=config.n_ctx,
-                    n_gpu_layers=config.n_gpu_layers,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=False,
-                )
+                self._llm = Llama(model_path=str(files.text), n_ctx=config.n_ctx, n_gpu_layers=config.n_gpu_layers,
+                                  n_threads=self.threads, n_threads_batch=self.threads, verbose=False)
         except ValueError as e:
-            raise ModelFileError(f"cannot load model {files.text.name} / {files.mmproj.name}: {e}") from None
+            raise ModelFileError(f"cannot load model {files.text}: {e}") from None
+        self._mtmd = mtmd
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = config.n_gpu_layers != 0
+        params.print_timings = False
+        params.n_threads = self.threads
+        self._ctx = mtmd.mtmd_init_from_file(str(files.mmproj).encode(), self._llm.model, params)
+        if not self._ctx:
+            self._llm.close()
+            raise ModelFileError(f"cannot load projector {files.mmproj} for {files.text.name}")
+        if not mtmd.mtmd_support_vision(self._ctx):
+            self.close()
+            raise ModelFileError(f"projector {files.mmproj} has no vision encoder")
+        self._marker = mtmd.mtmd_default_marker().decode()
+        self._template = self._chat_template()
+        self._overview_open = self._special_tokens(OVERVIEW_OPEN)
+        self._overview_close = self._special_tokens(OVERVIEW_CLOSE)
+        self._cached: list[int] = []  # tokens whose KV cache is valid at positions 0..len-1
         self.load_seconds = time.perf_counter() - started
-        log.info("model loaded in %.2f s from %s (%s), cpu extra buffers %s, %d threads",
-                 self.load_seconds, files.text, files.source, "on" if self.extra_buffers else "off", threads)
+        log.info("model loaded in %.2f s from %s (%s); cpu extra buffers %s, %d threads, image slicing %s",
+                 self.load_seconds, files.text, files.source, "on" if self.extra_buffers else "off", self.threads,
+                 config.slicing)
 
-    def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None) -> Generation:
+    # --- prompt ---------------------------------------------------------------------------------
+
+    def _chat_template(self):  # noqa: ANN202 - jinja2 Template
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        source = self._llm.metadata.get("tokenizer.chat_template")
+        if not source:
+            raise ModelFileError(f"model {self.files.text.name} has no tokenizer.chat_template")
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(source)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of prompt text, special tokens included (no BOS: the chat template writes it)."""
+        return self._llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def _special_tokens(self, text: str) -> list[int] | None:
+        """Tokens of text if each special piece is one token in this vocabulary, else None."""
+        tokens = self.tokenize(text)
+        return tokens if len(tokens) == text.count("<") else None
+
+    def prompt_parts(self, prompt: str) -> tuple[str, str]:
+        """The chat-formatted prompt split at the image: (text before it, text after it).
+
+        The instructions come before the image so that everything before the image stays the same
+        from frame to frame and its KV cache can be kept.
+        """
+        messages = [{"role": "user", "content": [{"type": "text", "text": prompt},
+                                                  {"type": "text", "text": self._marker}]}]
+        rendered = self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+        head, _, tail = rendered.partition(self._marker)
+        return head, tail
+
+    # --- one frame ------------------------------------------------------------------------------
+
+    def _bitmap(self, rgb: np.ndarray, via_jpeg: bool):  # noqa: ANN202 - ctypes handle
+        m = self._mtmd
+        if via_jpeg:  # the chat-completion path's way, kept for the benchmark's comparison
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if not ok:
+                raise ValueError("JPEG encoding failed")
+            data = buf.tobytes()
+            return m.mtmd_helper_bitmap_init_from_buf(self._ctx, (ctypes.c_uint8 * len(data)).from_buffer_copy(data),
+                                                      len(data), False)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB uint8 frame, got {rgb.dtype} {rgb.shape}")
+        pixels = np.require(rgb, requirements=("C", "W"))
+        height, width = pixels.shape[:2]
+        return m.mtmd_bitmap_init(width, height, (ctypes.c_uint8 * pixels.nbytes).from_buffer(pixels))
+
+    def _image_segments(self, chunks: list) -> list:
+        """What to evaluate for the image: every chunk (full slicing) or only the overview, wrapped as
+        Hugging Face does without image splitting. Items are token lists or image chunks."""
+        m = self._mtmd
+        segments: list = []
+        for chunk in chunks:
+            if m.mtmd_input_chunk_get_type(chunk) == m.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                n = ctypes.c_size_t()
+                ptr = m.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+                segments.append([ptr[i] for i in range(n.value)])
+            else:
+                segments.append(chunk)
+        images = [s for s in segments if not isinstance(s, list)]
+        if self.config.slicing == "overview" and len(images) > 1 and self._overview_open and self._overview_close:
+            return [list(self._overview_open), images[-1], list(self._overview_close)]  # overview comes last
+        return segments
+
+    def _eval_image(self, chunk, phases: dict[str, float]) -> None:  # noqa: ANN001 - ctypes handle
+        m, llm = self._mtmd, self._llm
+        t0 = time.perf_counter()
+        if m.mtmd_encode_chunk(self._ctx, chunk) != 0:
+            raise RuntimeError("image encode failed")
+        t1 = time.perf_counter()
+        new_n_past = ctypes.c_int32(0)
+        rc = m.mtmd_helper_decode_image_chunk(self._ctx, llm._ctx.ctx, chunk, m.mtmd_get_output_embd(self._ctx),
+                                              llm.n_tokens, 0, llm.n_batch, ctypes.byref(new_n_past),
+                                              ctypes.cast(None, m.mtmd_helper_post_decode_callback), None)
+        if rc != 0:
+            raise RuntimeError(f"image decode failed with code {rc}")
+        llm.n_tokens = new_n_past.value
+        t2 = time.perf_counter()
+        phases["encode"] = phases.get("encode", 0.0) + (t1 - t0) * 1000
+        phases["encodes"] = phases.get("encodes", 0) + 1
+        phases["image_prefill"] = phases.get("image_prefill", 0.0) + (t2 - t1) * 1000
+
+    def _eval_text(self, tokens: list[int], phases: dict[str, float]) -> None:
+        if not tokens:
+            return
+        t0 = time.perf_counter()
+        self._llm.eval(tokens)
+        phases["text_prefill"] = phases.get("text_prefill", 0.0) + (time.perf_counter() - t0) * 1000
+
+    def _prefill(self, rgb: np.ndarray, prompt: str, via_jpeg: bool, phases: dict[str, float]) -> int:
+        """Evaluates prompt and image, keeping the KV cache of the unchanged leading tokens; returns them."""
+        llm = self._llm
+        head, tail = self.prompt_parts(prompt)
+        t0 = time.perf_counter()
+        bitmap = self._bitmap(rgb, via_jpeg)
+        if not bitmap:
+            raise ValueError("could not make an image bitmap from the frame")
+        try:
+            with _Chunks(self._mtmd, self._ctx, bitmap, self._marker) as chunks:
+                segments = self._image_segments(chunks)
+                phases["image_tokenize"] = (time.perf_counter() - t0) * 1000
+                lead = self.tokenize(head)
+                while segments and isinstance(segments[0], list):  # fixed text before the first image
+                    lead += segments.pop(0)
+                reused = common_prefix(lead, self._cached)
+                llm._ctx.kv_cache_seq_rm(-1, reused, -1)
+                llm.n_tokens = reused
+                self._cached = []  # until the prefix is evaluated again
+                self._eval_text(lead[reused:], phases)
+                self._cached = list(lead)
+                for segment in segments:
+                    if isinstance(segment, list):
+                        self._eval_text(segment, phases)
+                    else:
+                        self._eval_image(segment, phases)
+        finally:
+            self._mtmd.mtmd_bitmap_free(bitmap)
+        self._eval_text(self.tokenize(tail), phases)
+        return reused
+
+    def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
+                 via_jpeg: bool = False) -> Generation:
         """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated."""
-        messages = [{
-            "role": "user",
-            "content": [
-                {"type": "image_url", "image_url": {"url": rgb_to_data_uri(rgb)}},
-                {"type": "text", "text": prompt},
-            ],
-        }]
+        import llama_cpp
+
+        llm = self._llm
         started = time.time()
-        first = 0.0
+        phases: dict[str, float] = {}
+        try:
+            reused = self._prefill(rgb, prompt, via_jpeg, phases)
+        except Exception:
+            self._cached = []
+            raise
+        prompt_tokens = llm.n_tokens
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
-        stream = self._llm.create_chat_completion(
-            messages=messages, max_tokens=self.config.max_tokens, temperature=self.config.temperature, stream=True,
-        )
-        for chunk in stream:
-            piece = chunk["choices"][0]["delta"].get("content") or ""
-            if not piece:
-                continue
+        first = 0.0
+        generated = 0
+        t_gen = time.perf_counter()
+        vocab = llm._model.vocab
+        for _ in range(self.config.max_tokens):
+            if llm.n_tokens >= llm.n_ctx():
+                break
+            token = llm.sample(temp=self.config.temperature, top_k=40, top_p=0.95, min_p=0.05)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            generated += 1
+            piece = decoder.decode(llm.detokenize([token]))
             if not first:
                 first = time.time()
-            pieces.append(piece)
-            if on_text is not None:
-                on_text(piece)
+                phases["first_token"] = (time.perf_counter() - t_gen) * 1000
+            if piece:
+                pieces.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+            llm.eval([token])
         done = time.time()
-        return Generation(
-            text="".join(pieces).strip(),
-            started_at=started,
-            first_token_at=first or done,
-            done_at=done,
-            prompt_tokens=self._llm.n_tokens - len(pieces),
-            completion_tokens=len(pieces),
-        )
+        if generated > 1:
+            phases["per_token"] = ((time.perf_counter() - t_gen) * 1000 - phases["first_token"]) / (generated - 1)
+        return Generation(text="".join(pieces).strip(), started_at=started, first_token_at=first or done,
+                          done_at=done, prompt_tokens=prompt_tokens, completion_tokens=generated,
+                          reused_tokens=reused, image_encodes=int(phases.pop("encodes", 0)),
+                          phases_ms={k: round(v, 3) for k, v in phases.items()})
 
     def close(self) -> None:
-        """Frees the model and projector (llama.cpp memory is not reclaimed by the GC in time)."""
+        """Frees the projector and the model (llama.cpp memory is not reclaimed by the GC in time)."""
+        if self._ctx:
+            self._mtmd.mtmd_free(self._ctx)
+            self._ctx = None
         self._llm.close()

@@ -26,8 +26,39 @@ def test_describe_runs_image_and_text_through_llama_cpp(vision_model: VisionMode
     assert gen.completion_tokens >= 1
     assert gen.text == "".join(pieces).strip()
     assert gen.started_at <= gen.first_token_at <= gen.done_at
+    assert {"encode", "image_prefill", "text_prefill", "first_token"} <= set(gen.phases_ms)
     # the image really went in: the prompt holds far more tokens than its text alone
     assert gen.prompt_tokens > len("Describe what is in view.")
+
+
+def test_fixed_prompt_is_evaluated_once_and_reused(vision_model: VisionModel) -> None:
+    head, _ = vision_model.prompt_parts("Which tool is this?")
+    assert head.endswith("Which tool is this?")  # instructions come before the image
+    vision_model.describe(scene(), "Which tool is this?")
+    again = vision_model.describe(scene()[::-1].copy(), "Which tool is this?")
+    assert again.reused_tokens >= len(vision_model.tokenize(head))  # the whole fixed part was kept
+    other = vision_model.describe(scene(), "Is anything dangerous here?")
+    assert other.reused_tokens < again.reused_tokens  # a new prompt is evaluated anew
+
+
+def test_overview_only_encodes_once(tiny_files: ModelFiles) -> None:
+    """mtmd slices idefics3 images into tiles + overview; the default evaluates the overview alone."""
+    counts = {}
+    for slicing in ("overview", "full"):
+        model = VisionModel(tiny_files, ModelConfig(n_ctx=512, max_tokens=2, n_threads=1, slicing=slicing))
+        try:
+            gen = model.describe(scene(), "Describe.")
+            counts[slicing] = (gen.image_encodes, gen.prompt_tokens)
+        finally:
+            model.close()
+    assert counts["overview"][0] == 1 and counts["full"][0] >= 2
+    assert counts["overview"][1] < counts["full"][1]
+
+
+def test_raw_pixels_and_jpeg_give_the_same_prompt_length(vision_model: VisionModel) -> None:
+    raw = vision_model.describe(scene(), "Describe.")
+    jpeg = vision_model.describe(scene(), "Describe.", via_jpeg=True)
+    assert raw.prompt_tokens == jpeg.prompt_tokens
 
 
 QUANTIZED_RUN = """
