@@ -45,6 +45,15 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     page.add_argument("--seconds", type=float, default=20.0)
     page.add_argument("--chromium", default=None, help="browser binary (default /usr/bin/chromium)")
     page.add_argument("--json", action="store_true")
+    model = kinds.add_parser("model", help="model phases per frame: JPEG/raw, tiles/overview, prompt cache")
+    _model_choice(model)
+    model.add_argument("--image-size", type=int, default=512, help="frame width in pixels (4:3)")
+    model.add_argument("--mmproj-type", choices=("f16", "q8_0"), default=None,
+                       help="precision of the random projector (default f16; tiny: f32)")
+    model.add_argument("--repeats", type=int, default=3)
+    model.add_argument("--max-tokens", type=int, default=32)
+    model.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
+    model.add_argument("--json", action="store_true")
 
 
 def bench_model_files(args: argparse.Namespace) -> ModelFiles:
@@ -56,15 +65,19 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
         if not (args.model and args.mmproj):
             raise ValueError("--model and --mmproj go together")
         return ModelFiles(check_gguf(Path(args.model), "model"), check_gguf(Path(args.mmproj), "mmproj"), "local")
-    text, mmproj = write_pair(CACHE_DIR / "random-models", args.shape, quantized=args.shape != "tiny")
+    text, mmproj = write_pair(CACHE_DIR / "random-models", args.shape, quantized=args.shape != "tiny",
+                              mmproj_precision=getattr(args, "mmproj_type", None))
     return ModelFiles(text, mmproj, f"random {args.shape}")
 
 
 def bench(args: argparse.Namespace) -> int:
-    from . import bench_page
+    from . import bench_model, bench_page
 
     config = Config()
     files = bench_model_files(args)
+    if args.bench == "model":
+        config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
+        return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json)
     return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.json)
 
 

@@ -131,12 +131,24 @@ def write_text_model(path: Path, shape: Shape, seed: int = 0, f16: bool = False)
     _finish(w)
 
 
-def write_mmproj(path: Path, shape: Shape, seed: int = 1, f16: bool = False) -> None:
-    """Writes the idefics3 projector: SigLIP-style ViT, pixel shuffle, one linear layer."""
+def write_mmproj(path: Path, shape: Shape, seed: int = 1, precision: str = "f32") -> None:
+    """Writes the idefics3 projector: SigLIP-style ViT, pixel shuffle, one linear layer.
+
+    precision sets the matrices' type (f32, f16 or q8_0); norms, biases and positions stay F32."""
     import gguf
 
     rng = np.random.default_rng(seed)
+    f16 = precision != "f32"
     w = gguf.GGUFWriter(str(path), "clip")
+
+    def add_matrix(name: str, out_dim: int, in_dim: int) -> None:
+        m = _rand(rng, out_dim, in_dim)
+        if precision == "q8_0" and in_dim % 32 == 0:  # Q8_0 blocks are 32 wide; others stay F16
+            w.add_tensor(name, gguf.quants.quantize(m, gguf.GGMLQuantizationType.Q8_0),
+                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            w.add_tensor(name, m.astype(np.float16) if f16 else m)
+
     vw, ps = shape.vision_width, shape.patch_size
     n_patches = (shape.image_size // ps) ** 2
     w.add_bool("clip.has_vision_encoder", True)
@@ -162,18 +174,18 @@ def write_mmproj(path: Path, shape: Shape, seed: int = 1, f16: bool = False) -> 
     for i in range(shape.vision_blocks):
         p = f"v.blk.{i}."
         for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + name + ".weight", _matrix(rng, vw, vw, f16))
+            add_matrix(p + name + ".weight", vw, vw)
             w.add_tensor(p + name + ".bias", np.zeros(vw, dtype=np.float32))
         for name in ("ln1", "ln2"):
             w.add_tensor(p + name + ".weight", np.ones(vw, dtype=np.float32))
             w.add_tensor(p + name + ".bias", np.zeros(vw, dtype=np.float32))
-        w.add_tensor(p + "ffn_up.weight", _matrix(rng, shape.vision_ffn, vw, f16))
+        add_matrix(p + "ffn_up.weight", shape.vision_ffn, vw)
         w.add_tensor(p + "ffn_up.bias", np.zeros(shape.vision_ffn, dtype=np.float32))
-        w.add_tensor(p + "ffn_down.weight", _matrix(rng, vw, shape.vision_ffn, f16))
+        add_matrix(p + "ffn_down.weight", vw, shape.vision_ffn)
         w.add_tensor(p + "ffn_down.bias", np.zeros(vw, dtype=np.float32))
     w.add_tensor("v.post_ln.weight", np.ones(vw, dtype=np.float32))
     w.add_tensor("v.post_ln.bias", np.zeros(vw, dtype=np.float32))
-    w.add_tensor("mm.model.fc.weight", _matrix(rng, shape.text_width, vw * shape.scale_factor**2, f16))
+    add_matrix("mm.model.fc.weight", shape.text_width, vw * shape.scale_factor**2)
     _finish(w)
 
 
@@ -205,14 +217,19 @@ def _once(path: Path, write) -> Path:  # noqa: ANN001 - write(path) callable
     return path
 
 
-def write_pair(directory: Path, shape_name: str = "tiny", quantized: bool = False) -> tuple[Path, Path]:
-    """Writes (text model, mmproj) into directory, reusing files already there; returns their paths."""
+def write_pair(directory: Path, shape_name: str = "tiny", quantized: bool = False,
+               mmproj_precision: str | None = None) -> tuple[Path, Path]:
+    """Writes (text model, mmproj) into directory, reusing files already there; returns their paths.
+
+    Real shapes are F16 like the published files (the text model then quantized to Q4_K_M when asked);
+    tiny is F32 unless mmproj_precision says otherwise."""
     shape = SHAPES[shape_name]
     directory.mkdir(parents=True, exist_ok=True)
     big = shape_name != "tiny"
     precision = "f16" if big else "f32"
-    mmproj = _once(directory / f"random-{shape_name}-mmproj-{precision}.gguf",
-                   lambda p: write_mmproj(p, shape, f16=big))
+    mm_precision = mmproj_precision or precision
+    mmproj = _once(directory / f"random-{shape_name}-mmproj-{mm_precision}.gguf",
+                   lambda p: write_mmproj(p, shape, precision=mm_precision))
     plain = _once(directory / f"random-{shape_name}-text-{precision}.gguf",
                   lambda p: write_text_model(p, shape, f16=big))
     if not quantized:

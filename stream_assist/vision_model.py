@@ -202,6 +202,10 @@ class VisionModel:
         head, _, tail = rendered.partition(self._marker)
         return head, tail
 
+    def forget_prompt_cache(self) -> None:
+        """Makes the next frame evaluate its whole prompt again (for measuring what the cache saves)."""
+        self._cached = []
+
     # --- one frame ------------------------------------------------------------------------------
 
     def _bitmap(self, rgb: np.ndarray, via_jpeg: bool):  # noqa: ANN202 - ctypes handle

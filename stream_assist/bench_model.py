@@ -1,0 +1,106 @@
+"""`stream-assist bench model`: where a frame's model time goes, and what each saving is worth.
+
+Runs the same frame through the model in four ways, from the chat-completion path the reference
+used (JPEG in, every tile encoded, prompt evaluated anew) to stream-assist's default (raw RGB, the
+overview alone, the fixed prompt's KV cache kept), and prints medians of each phase side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import ModelConfig
+from .model_source import ModelFiles
+from .vision_model import Generation, VisionModel
+
+PROMPT = ("The user is working on this task: assembling a bookshelf. Looking at the image, what should they do next? "
+          "Answer in one or two short sentences that can be read aloud.")
+
+
+@dataclass(frozen=True)
+class Way:
+    name: str
+    slicing: str
+    via_jpeg: bool
+    keep_prompt_cache: bool
+
+
+WAYS = (
+    Way("jpeg, all tiles, prompt anew", "full", True, False),
+    Way("raw RGB, all tiles, prompt anew", "full", False, False),
+    Way("raw RGB, overview only, prompt anew", "overview", False, False),
+    Way("raw RGB, overview only, prompt cached", "overview", False, True),
+)
+COLUMNS = ("encodes", "encode", "image_prefill", "text_prefill", "first_token_ms", "per_token", "total_ms")
+
+
+def test_frame(width: int, height: int) -> np.ndarray:
+    """A natural-looking frame: smooth gradients, a few shapes, mild noise (JPEG-compressible)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack([x / width * 200 + 30, y / height * 180 + 40, (x + y) / (width + height) * 150 + 60], axis=-1)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.05, 0.2) * width
+        img[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _row(gen: Generation) -> dict[str, float]:
+    return {
+        "encodes": gen.image_encodes,
+        "encode": gen.phases_ms.get("encode", 0.0),
+        "image_prefill": gen.phases_ms.get("image_prefill", 0.0),
+        "text_prefill": gen.phases_ms.get("text_prefill", 0.0),
+        "first_token_ms": (gen.first_token_at - gen.started_at) * 1000,
+        "per_token": gen.phases_ms.get("per_token", 0.0),
+        "total_ms": (gen.done_at - gen.started_at) * 1000,
+        "tokens": gen.completion_tokens,
+    }
+
+
+def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int) -> dict:
+    """Medians per way, after one warm-up answer per way; the frame changes every repeat."""
+    model = VisionModel(files, config)
+    frames = [test_frame(image_size, image_size * 3 // 4)[:, ::-1].copy() if i % 2 else
+              test_frame(image_size, image_size * 3 // 4) for i in range(repeats + 1)]
+    results = {}
+    try:
+        for way in WAYS:
+            config.slicing = way.slicing
+            rows = []
+            for frame in frames:
+                if not way.keep_prompt_cache:
+                    model.forget_prompt_cache()
+                rows.append(_row(model.describe(frame, PROMPT, via_jpeg=way.via_jpeg)))
+            rows = rows[1:]  # the first answer warms caches (and, for the cached way, fills the prompt cache)
+            results[way.name] = {k: round(statistics.median(r[k] for r in rows), 1) for k in (*COLUMNS, "tokens")}
+    finally:
+        model.close()
+    return {"model": files.text.name, "mmproj": files.mmproj.name, "image": f"{image_size}x{image_size * 3 // 4}",
+            "threads": model.threads, "repeats": repeats, "max_tokens": config.max_tokens, "ways": results}
+
+
+def print_table(result: dict) -> None:
+    print(f"model {result['model']} + {result['mmproj']}, frame {result['image']}, {result['threads']} threads, "
+          f"{result['max_tokens']} tokens max, medians of {result['repeats']} (ms)")
+    head = ("way", "encodes", "encode", "img prefill", "txt prefill", "first token", "per token", "total")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, r in result["ways"].items():
+        cells = [name, f"{r['encodes']:.0f}"] + [f"{r[k]:.0f}" for k in COLUMNS[1:5]] + [
+            f"{r['per_token']:.1f}", f"{r['total_ms']:.0f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, as_json: bool) -> int:
+    result = run(files, config, image_size, repeats)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
