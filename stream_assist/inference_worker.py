@@ -51,7 +51,8 @@ class Outcome:
 class _Client:
     key: str
     slot: FrameSlot[Job]
-    on_outcome: Callable[[Outcome], None]  # must be safe to call from the worker thread
+    on_outcome: Callable[[Outcome], None]  # both called on the worker thread
+    on_partial: Callable[[Job, str], None] | None
 
 
 class InferenceWorker:
@@ -71,9 +72,11 @@ class InferenceWorker:
     def new_slot(self) -> FrameSlot[Job]:
         return FrameSlot(self.wakeup)
 
-    def register(self, key: str, slot: FrameSlot[Job], on_outcome: Callable[[Outcome], None]) -> None:
+    def register(self, key: str, slot: FrameSlot[Job], on_outcome: Callable[[Outcome], None],
+                 on_partial: Callable[[Job, str], None] | None = None) -> None:
+        """Serves slot; on_outcome gets each answer or error, on_partial the answer so far as it grows."""
         with self.wakeup:
-            self._clients.append(_Client(key, slot, on_outcome))
+            self._clients.append(_Client(key, slot, on_outcome, on_partial))
 
     def unregister(self, key: str) -> None:
         with self.wakeup:
@@ -111,13 +114,26 @@ class InferenceWorker:
                 self.wakeup.wait()
         return None
 
+    @staticmethod
+    def _streamer(client: _Client, job: Job) -> Callable[[str], None] | None:
+        """A callback that hands the client the text generated so far, piece by piece."""
+        if client.on_partial is None:
+            return None
+        pieces: list[str] = []
+
+        def on_text(piece: str) -> None:
+            pieces.append(piece)
+            client.on_partial(job, "".join(pieces))
+
+        return on_text
+
     def _run(self) -> None:
         while (picked := self._next_job()) is not None:
             client, job = picked
             job.timeline.mark("taken")
             self.busy_since = time.time()
             try:
-                outcome = Outcome(job, generation=self.model.describe(job.rgb, job.prompt))
+                outcome = Outcome(job, generation=self.model.describe(job.rgb, job.prompt, self._streamer(client, job)))
                 self.jobs_done += 1
             except Exception as e:  # the model failed on this frame: tell this session, keep serving
                 log.exception("inference failed for session %s frame %d", client.key, job.frame_id)

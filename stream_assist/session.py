@@ -51,7 +51,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self.closed = asyncio.Event()  # set once everything is released
-        worker.register(self.id, self.slot, self._from_worker)
+        worker.register(self.id, self.slot, self._from_worker, self._partial_from_worker)
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connection_state)
@@ -93,6 +93,10 @@ class Session:
         """Called on the worker thread; hops to the loop."""
         self._loop.call_soon_threadsafe(self._deliver, outcome)
 
+    def _partial_from_worker(self, job: Job, text: str) -> None:
+        """Called on the worker thread as tokens arrive; the page shows the answer growing."""
+        self._loop.call_soon_threadsafe(lambda: self.send("partial", frame_id=job.frame_id, text=text))
+
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
         if outcome.error is not None:
@@ -107,8 +111,9 @@ class Session:
         tl.mark("sent")
         self.guidance_sent += 1
         self.send("guidance", text=gen.text, frame_id=job.frame_id, timeline=tl.as_ms(),
-                  stages_ms=tl.durations_ms(), counters=self.counters(),
-                  tokens={"prompt": gen.prompt_tokens, "completion": gen.completion_tokens})
+                  stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
+                  tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens, "completion": gen.completion_tokens,
+                          "image_encodes": gen.image_encodes})
 
     def counters(self) -> dict[str, int]:
         sampler = self.sampler.counters if self.sampler else None

@@ -15,9 +15,9 @@ let pc = null;
 let channel = null;
 let stream = null;
 let paused = false;
-let lastSpoken = "";
 // Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
-window.streamAssist = { startedAt: null, firstGuidanceAt: null, last: null };
+// `handle` takes a data-channel event, so tests can drive the page's protocol handling directly.
+window.streamAssist = { startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null };
 
 function setState(text) { ui.state.textContent = text; }
 
@@ -26,27 +26,66 @@ function showError(text) {
   ui.error.hidden = !text;
 }
 
-function speak(text) {
-  if (!ui.speak.checked || !("speechSynthesis" in window)) return;
-  const normalized = text.trim().toLowerCase();
-  if (!normalized || normalized === lastSpoken) return;  // say only what is new
-  lastSpoken = normalized;
-  speechSynthesis.cancel();  // fresh guidance replaces stale speech
-  speechSynthesis.speak(new SpeechSynthesisUtterance(text));
+// Speech: say each new guidance once. The first complete sentence is said while the rest is still
+// being generated; the rest follows when the guidance is complete. Repeats of the last guidance are silent.
+const speech = { frame: null, said: "", last: "" };
+
+function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
+
+function say(text) {
+  if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
+  speechSynthesis.speak(new SpeechSynthesisUtterance(text.trim()));
+}
+
+function firstSentence(text) {
+  const m = text.match(/^\s*[^.!?]*[.!?]+(?=\s|$)/);
+  return m ? m[0] : null;
+}
+
+function speakPartial(frame, text) {
+  if (speech.frame === frame) return;  // this answer's first sentence is already out
+  const sentence = firstSentence(text);
+  if (!sentence || speech.last.startsWith(norm(sentence))) return;  // not yet complete, or the same as before
+  if ("speechSynthesis" in window) speechSynthesis.cancel();  // fresh guidance replaces stale speech
+  speech.frame = frame;
+  speech.said = sentence;
+  say(sentence);
+}
+
+function speakFinal(frame, text) {
+  if (norm(text) === speech.last) return;  // say only what is new
+  if (speech.frame === frame) {
+    say(text.slice(speech.said.length));  // the first sentence is already being said
+  } else {
+    if ("speechSynthesis" in window) speechSynthesis.cancel();
+    say(text);
+  }
+  speech.frame = frame;
+  speech.last = norm(text);
+}
+
+function showPartial(msg) {
+  ui.guidance.textContent = msg.text;
+  ui.guidance.classList.add("partial");
+  speakPartial(msg.frame_id, msg.text);
 }
 
 function showGuidance(msg) {
   const text = msg.text || "";
+  ui.guidance.classList.remove("partial");
   if (!text) return;
-  if (ui.guidance.textContent && ui.guidance.dataset.frame) {
+  const probe = window.streamAssist;
+  if (probe.firstGuidanceAt === null) Object.assign(probe, { firstGuidanceAt: performance.now(), firstText: text });
+  if (ui.history.dataset.current) {
     const li = document.createElement("li");
-    li.textContent = ui.guidance.textContent;
+    li.textContent = ui.history.dataset.current;
     ui.history.prepend(li);
     while (ui.history.children.length > HISTORY_LENGTH) ui.history.lastChild.remove();
   }
+  ui.history.dataset.current = text;
   ui.guidance.textContent = text;
   ui.guidance.dataset.frame = String(msg.frame_id);
-  speak(text);
+  speakFinal(msg.frame_id, text);
   const c = msg.counters || {};
   const t = msg.timeline || {};
   const model = t.done && t.inference_start ? Math.round(t.done - t.inference_start) : "?";
@@ -59,18 +98,19 @@ function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
   if (msg.type === "guidance") {
-    const probe = window.streamAssist;
-    if (probe.firstGuidanceAt === null) probe.firstGuidanceAt = performance.now();
-    probe.last = msg;
+    window.streamAssist.last = msg;
     showError("");
     showGuidance(msg);
   }
+  else if (msg.type === "partial") showPartial(msg);
   else if (msg.type === "error") showError(msg.message || msg.code);
   else if (msg.type === "status") {
     if (msg.state === "closing") setState("server closing");
     else setState(msg.paused ? "paused" : "live");
   }
 }
+
+window.streamAssist.handle = onMessage;
 
 function send(obj) {
   if (channel && channel.readyState === "open") channel.send(JSON.stringify(obj));
