@@ -44,11 +44,27 @@ class ModelConfig:
 class PipelineConfig:
     sample_fps: float = 15.0  # the most frames per second a session hands to enhancement
     max_edge: int = 1024  # longest edge of the frame the model sees
+    change_threshold: float = 3.0  # mean grey-level change that makes a frame news; 0 sends every frame
+    max_reguide_s: float = 10.0  # an unchanged scene is still re-checked this often
 
 
 @dataclass
 class EnhancementConfig:
-    enabled: bool = False
+    """The reference system's enhancement settings, flattened (docs/enhancement.md has every formula)."""
+
+    advanced_color: bool = True  # CIELAB boost (with lab_enhancement)
+    lab_enhancement: bool = True
+    l_channel_boost: float = 1.2  # L* scale (result clipped to 100)
+    ab_channel_boost: float = 1.2  # a*, b* scale
+    adaptive_enhancement: bool = True  # per-frame tone curve from luma statistics
+    auto_contrast: bool = True  # stretch the 0.5th..99.5th luma percentiles to 0..255
+    dark_boost: float = 1.4  # mean luma < 85: gamma 1/dark_boost
+    light_boost: float = 1.2  # mean luma > 170: gamma light_boost
+    hdr_simulation: bool = True  # fuse under-, normally and over-exposed versions
+    hdr_strength: float = 0.5  # 0: off, 1: fused only
+    under_exposure: float = 0.7
+    over_exposure: float = 1.3
+    threads: int = 0  # Numba threads for enhancement; 0: Numba's default (all cores)
 
 
 @dataclass
@@ -115,6 +131,16 @@ def validate(config: Config) -> Config:
          "model.model_path and model.mmproj_path go together"),
         (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),
         (config.pipeline.max_edge >= 32, "pipeline.max_edge must be at least 32"),
+        (0 < config.enhancement.l_channel_boost <= 4, "enhancement.l_channel_boost must be in (0, 4]"),
+        (0 < config.enhancement.ab_channel_boost <= 4, "enhancement.ab_channel_boost must be in (0, 4]"),
+        (1 <= config.enhancement.dark_boost <= 4, "enhancement.dark_boost must be in [1, 4]"),
+        (1 <= config.enhancement.light_boost <= 4, "enhancement.light_boost must be in [1, 4]"),
+        (0 <= config.enhancement.hdr_strength <= 1, "enhancement.hdr_strength must be in [0, 1]"),
+        (0 < config.enhancement.under_exposure <= 1, "enhancement.under_exposure must be in (0, 1]"),
+        (1 <= config.enhancement.over_exposure <= 4, "enhancement.over_exposure must be in [1, 4]"),
+        (0 <= config.enhancement.threads <= 256, "enhancement.threads must be 0 (Numba's default) to 256"),
+        (config.pipeline.change_threshold >= 0, "pipeline.change_threshold must not be negative"),
+        (config.pipeline.max_reguide_s > 0, "pipeline.max_reguide_s must be positive"),
         (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -17,6 +18,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from . import protocol
+from .change_gate import ChangeGate, thumbnail
 from .config import Config
 from .enhancement import enhance
 from .frame_sampler import FrameSampler, SampledFrame, to_rgb
@@ -47,6 +49,8 @@ class Session:
         self.slot = worker.new_slot()
         self.frames_failed = 0
         self.guidance_sent = 0
+        self.last_text = ""
+        self.gate = ChangeGate(config.pipeline.change_threshold, config.pipeline.max_reguide_s)
         self._tasks: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
         self._closing = False
@@ -65,11 +69,11 @@ class Session:
         self._spawn(self.sampler.drain())
         self._spawn(self._feed(self.sampler))
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline) -> np.ndarray:
-        """Runs in the executor: decoded frame → RGB at model size → enhanced."""
+    def _prepare(self, item: SampledFrame, timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
+        """Runs in the executor: decoded frame → RGB at model size → enhanced, and its change thumbnail."""
         out = enhance(to_rgb(item.frame, self.config.pipeline.max_edge), self.config.enhancement)
         timeline.mark("enhanced")
-        return out
+        return out, thumbnail(out)
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -79,12 +83,12 @@ class Session:
             timeline.mark("decoded", item.decoded_at)
             timeline.mark("sampled")
             try:
-                rgb = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
+                rgb, thumb = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
                 continue
-            if self.paused or self._closing:
+            if self.paused or self._closing or not self.gate.admit(thumb, time.time()):
                 continue
             timeline.mark("queued")
             self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline))
@@ -110,7 +114,8 @@ class Session:
         tl.mark("done", gen.done_at)
         tl.mark("sent")
         self.guidance_sent += 1
-        self.send("guidance", text=gen.text, frame_id=job.frame_id, timeline=tl.as_ms(),
+        repeat, self.last_text = gen.text == self.last_text, gen.text
+        self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, timeline=tl.as_ms(),
                   stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
                   tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens, "completion": gen.completion_tokens,
                           "image_encodes": gen.image_encodes})
@@ -123,6 +128,7 @@ class Session:
             "failed": self.frames_failed,
             "queued": self.slot.counters.put,
             "dropped": self.slot.counters.dropped,
+            "unchanged": self.gate.skipped,
             "processed": self.slot.counters.taken,
             "guidance": self.guidance_sent,
         }
@@ -157,7 +163,9 @@ class Session:
             self.slot.clear()
             self._send_status("paused")
         elif isinstance(message, protocol.Resume):
-            self.paused = False
+            if self.paused:
+                self.paused = False
+                self.gate.reset()  # the scene may have changed while paused
             self._send_status("running")
         else:
             if message.preset is not None:
@@ -166,6 +174,7 @@ class Session:
                 self.prompt.task = message.task
             if message.prompt is not None:
                 self.prompt.custom = message.prompt
+            self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
 
     def send(self, kind: str, **fields: object) -> None:

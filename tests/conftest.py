@@ -39,6 +39,7 @@ def small_config() -> Config:
     config.model.max_tokens = 12
     config.model.n_threads = 1
     config.pipeline.max_edge = 256
+    config.pipeline.change_threshold = 0.0  # every frame goes to the model, unless a test says otherwise
     config.server.max_sessions = 4
     return config
 

@@ -90,3 +90,24 @@ async def test_closing_a_session_frees_it(server) -> None:
     await asyncio.wait_for(session.closed.wait(), 60)  # the server learns of the close over DTLS
     assert session.id not in state.sessions
     assert not slot.full and session.id not in [c.key for c in state.worker._clients]
+
+
+async def test_still_scene_is_not_asked_again_until_it_changes(server) -> None:
+    base, state = server
+    client = await connect(base)
+    try:
+        session = state.sessions[(await client.next_message("status"))["session"]]
+        session.gate.threshold = 3.0  # this session gates as the default configuration does
+        client.camera.still = True
+        first = await client.next_message("guidance")
+        while True:  # ask for counters until the gate has turned frames away
+            client.send({"type": "resume"})
+            counters = (await client.next_message("status"))["counters"]
+            if counters["unchanged"] >= 5:
+                break
+        assert counters["guidance"] == first["counters"]["guidance"]  # no new guidance for the still scene
+        client.camera.still = False
+        moved = await client.next_message("guidance")
+        assert moved["frame_id"] > first["frame_id"] and moved["counters"]["unchanged"] >= 5
+    finally:
+        await client.close()

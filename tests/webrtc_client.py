@@ -14,16 +14,18 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 
 class SyntheticCamera(VideoStreamTrack):
-    """A moving colour pattern at 30 fps (aiortc paces recv())."""
+    """A colour pattern at 30 fps (aiortc paces recv()) that moves unless `still` is set."""
 
     def __init__(self, width: int = 320, height: int = 240) -> None:
         super().__init__()
         self.width, self.height = width, height
         self.count = 0
+        self.still = False
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
-        self.count += 1
+        if not self.still:
+            self.count += 1
         x = np.arange(self.width, dtype=np.uint16)[None, :]
         y = np.arange(self.height, dtype=np.uint16)[:, None]
         img = np.zeros((self.height, self.width, 3), np.uint8)
