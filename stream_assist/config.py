@@ -43,7 +43,7 @@ class ModelConfig:
 @dataclass
 class PipelineConfig:
     sample_fps: float = 15.0  # the most frames per second a session hands to enhancement
-    max_edge: int = 1024  # longest edge of the frame the model sees
+    max_edge: int = 0  # longest edge of the frame the model sees; 0: auto (1024 with a GPU, 512 without)
     change_threshold: float = 3.0  # mean grey-level change that makes a frame news; 0 sends every frame
     max_reguide_s: float = 10.0  # an unchanged scene is still re-checked this often
 
@@ -130,7 +130,7 @@ def validate(config: Config) -> Config:
         (bool(config.model.model_path) == bool(config.model.mmproj_path),
          "model.model_path and model.mmproj_path go together"),
         (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),
-        (config.pipeline.max_edge >= 32, "pipeline.max_edge must be at least 32"),
+        (config.pipeline.max_edge == 0 or config.pipeline.max_edge >= 32, "pipeline.max_edge must be 0 (auto) or ≥ 32"),
         (0 < config.enhancement.l_channel_boost <= 4, "enhancement.l_channel_boost must be in (0, 4]"),
         (0 < config.enhancement.ab_channel_boost <= 4, "enhancement.ab_channel_boost must be in (0, 4]"),
         (1 <= config.enhancement.dark_boost <= 4, "enhancement.dark_boost must be in [1, 4]"),

@@ -17,8 +17,10 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from .config import Config
+from .hardware import apply_hardware_defaults
 from .inference_worker import InferenceWorker
 from .session import Session
+from .vision_model import gpu_offload_available
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class ServerState:
     """What the app owns: the shared worker (and its model), the sessions, the enhancement threads."""
 
     def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
-        self.config = config
+        self.config = apply_hardware_defaults(config, gpu_offload_available())
         self.worker = worker
         self.model_name = model_name
         self.sessions: dict[str, Session] = {}
