@@ -104,3 +104,25 @@ def main(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, 
     else:
         print_table(result)
     return 0
+
+
+def compare_projectors(text: ModelFiles, other_mmproj, config: ModelConfig, image_size: int, repeats: int) -> dict:
+    """Encode time and embedding difference of two projectors (e.g. F16 and Q8_0) on the same frames."""
+    frame = test_frame(image_size, image_size * 3 // 4)
+    out = {}
+    embeddings = []
+    for files in (text, ModelFiles(text.text, other_mmproj, text.source)):
+        model = VisionModel(files, config)
+        try:
+            runs = [model.encode_overview(frame) for _ in range(repeats + 1)][1:]
+        finally:
+            model.close()
+        out[files.mmproj.name] = {"encode_ms": round(statistics.median(ms for _, ms in runs), 1)}
+        embeddings.append(runs[0][0].astype(np.float64))
+    a, b = embeddings
+    out["difference"] = {
+        "relative_l2": float(np.linalg.norm(a - b) / np.linalg.norm(a)),
+        "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
+        "max_abs": float(np.max(np.abs(a - b))),
+    }
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -54,6 +55,11 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--max-tokens", type=int, default=32)
     model.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
     model.add_argument("--json", action="store_true")
+    proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
+    proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
+    proj.add_argument("--image-size", type=int, default=512)
+    proj.add_argument("--repeats", type=int, default=3)
+    proj.add_argument("--threads", type=int, default=0)
 
 
 def bench_model_files(args: argparse.Namespace) -> ModelFiles:
@@ -72,8 +78,18 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
 
 def bench(args: argparse.Namespace) -> int:
     from . import bench_model, bench_page
+    from .random_model import write_pair
 
     config = Config()
+    if args.bench == "projector":
+        config.model.n_threads = args.threads
+        directory = CACHE_DIR / "random-models"
+        text, f16 = write_pair(directory, args.shape, quantized=args.shape != "tiny", mmproj_precision="f16")
+        _, q8 = write_pair(directory, args.shape, quantized=args.shape != "tiny", mmproj_precision="q8_0")
+        result = bench_model.compare_projectors(ModelFiles(text, f16, "random"), q8, config.model, args.image_size,
+                                                args.repeats)
+        print(json.dumps(result, indent=2))
+        return 0
     files = bench_model_files(args)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads

@@ -240,6 +240,24 @@ class VisionModel:
             return [list(self._overview_open), images[-1], list(self._overview_close)]  # overview comes last
         return segments
 
+    def encode_overview(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        """The projector's output for the frame's overview image and the encode time in ms (benchmarks)."""
+        import llama_cpp
+
+        m = self._mtmd
+        bitmap = self._bitmap(rgb, via_jpeg=False)
+        try:
+            with _Chunks(m, self._ctx, bitmap, self._marker) as chunks:
+                images = [c for c in chunks if m.mtmd_input_chunk_get_type(c) != m.MTMD_INPUT_CHUNK_TYPE_TEXT]
+                t0 = time.perf_counter()
+                if m.mtmd_encode_chunk(self._ctx, images[-1]) != 0:
+                    raise RuntimeError("image encode failed")
+                ms = (time.perf_counter() - t0) * 1000
+                n = m.mtmd_input_chunk_get_n_tokens(images[-1]) * llama_cpp.llama_model_n_embd(self._llm.model)
+                return np.ctypeslib.as_array(m.mtmd_get_output_embd(self._ctx), shape=(n,)).copy(), ms
+        finally:
+            m.mtmd_bitmap_free(bitmap)
+
     def _eval_image(self, chunk, phases: dict[str, float]) -> None:  # noqa: ANN001 - ctypes handle
         m, llm = self._mtmd, self._llm
         t0 = time.perf_counter()
