@@ -15,10 +15,12 @@ from typing import Any
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .config import Config
 from .hardware import apply_hardware_defaults
 from .inference_worker import InferenceWorker
+from .metrics import Metrics
 from .session import Session
 from .vision_model import gpu_offload_available
 
@@ -39,6 +41,12 @@ class ServerState:
         self.model_name = model_name
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
+        self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())])
+
+    def closed(self, session: Session) -> None:
+        """A session has released everything: forget it, keep its counts."""
+        if self.sessions.pop(session.id, None) is not None:
+            self.metrics.retire(session.counters())
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -77,8 +85,7 @@ async def offer(request: web.Request) -> web.Response:
         return _error(503, f"server is full ({state.config.server.max_sessions} sessions); try again later")
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    session = Session(pc, state.worker, state.config, state.executor,
-                      on_closed=lambda s: state.sessions.pop(s.id, None))
+    session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed)
     state.sessions[session.id] = session
     try:
         await pc.setRemoteDescription(description)
@@ -100,6 +107,11 @@ async def health(request: web.Request) -> web.Response:
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
     })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[APP_STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -126,6 +138,7 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_post("/offer", offer)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
     return app

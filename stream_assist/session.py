@@ -23,6 +23,7 @@ from .config import Config
 from .enhancement import enhance
 from .frame_sampler import FrameSampler, SampledFrame, to_rgb
 from .inference_worker import InferenceWorker, Job, Outcome
+from .metrics import Metrics
 from .prompts import PRESET_NAMES, PromptSettings
 from .timeline import Timeline
 
@@ -35,12 +36,13 @@ class Session:
     """Everything one peer connection owns; closed by close() from any state."""
 
     def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
-                 on_closed: Callable[[Session], None]) -> None:
+                 metrics: Metrics, on_closed: Callable[[Session], None]) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.pc = pc
         self.worker = worker
         self.config = config
         self.executor = executor
+        self.metrics = metrics
         self.on_closed = on_closed
         self.prompt = PromptSettings()
         self.paused = False
@@ -113,6 +115,7 @@ class Session:
         tl.mark("first_token", gen.first_token_at)
         tl.mark("done", gen.done_at)
         tl.mark("sent")
+        self.metrics.observe(tl, gen)
         self.guidance_sent += 1
         repeat, self.last_text = gen.text == self.last_text, gen.text
         self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, timeline=tl.as_ms(),

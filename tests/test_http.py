@@ -32,6 +32,26 @@ async def test_health_and_page(server) -> None:
             assert res.status == 200
 
 
+async def test_metrics_follow_the_pipeline(server) -> None:
+    base, _ = server
+    client = await connect(base)
+    try:
+        await client.next_message("guidance")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/metrics") as res:
+                assert res.status == 200 and res.content_type == "text/plain"
+                text = await res.text()
+    finally:
+        await client.close()
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
+    frames = {k.split('"')[1]: v for k, v in samples.items() if k.startswith("stream_assist_frames_total")}
+    assert frames["received"] >= frames["sampled"] >= frames["processed"] >= 1
+    assert samples["stream_assist_sessions"] >= 1
+    assert samples['stream_assist_stage_seconds_count{stage="taken"}'] >= 1
+    assert samples["stream_assist_frame_age_at_inference_seconds_count"] >= 1
+    assert samples["stream_assist_generation_tokens_per_second"] >= 0
+
+
 @pytest.mark.parametrize("path", ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml"])
 async def test_no_file_outside_web_is_served(server, path: str) -> None:
     base, _ = server

@@ -1,0 +1,85 @@
+"""Prometheus metrics (`GET /metrics`), fed by the same timelines the guidance messages carry.
+
+Latencies are observed once per guidance from its frame's timeline; frame counters are read from the
+sessions at scrape time (plus the totals of sessions already closed), so the hot path adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .timeline import Timeline
+from .vision_model import Generation
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _SessionCounters:
+    """Collector for the per-session frame counters and the number of open sessions."""
+
+    def __init__(self, live: Callable[[], Iterable[dict[str, int]]], retired: Counter) -> None:
+        self._live = live
+        self._retired = retired
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        totals = Counter(self._retired)
+        sessions = 0
+        for counters in self._live():
+            totals.update(counters)
+            sessions += 1
+        frames = CounterMetricFamily("stream_assist_frames", "Frames by what happened to them", labels=["event"])
+        for event, value in sorted(totals.items()):
+            frames.add_metric([event], value)
+        yield frames
+        yield GaugeMetricFamily("stream_assist_sessions", "Open sessions", value=sessions)
+
+
+class Metrics:
+    """One registry per server, so several servers in one process (tests, benchmarks) stay apart."""
+
+    def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]]) -> None:
+        self.registry = CollectorRegistry()
+        self.retired: Counter = Counter()
+        self.registry.register(_SessionCounters(live_counters, self.retired))
+        self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
+                               ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",
+                                   "Age of a frame (since decode) when the model starts on it",
+                                   buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.decoded_to_sent = Histogram("stream_assist_decoded_to_sent_seconds",
+                                         "Decoded frame to guidance sent, model included",
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.generation_tps = Gauge("stream_assist_generation_tokens_per_second",
+                                    "Generated tokens per second of the latest answer", registry=self.registry)
+        self.prompt_tps = Gauge("stream_assist_prompt_tokens_per_second",
+                                "Prompt tokens evaluated per second (image included) of the latest answer",
+                                registry=self.registry)
+
+    def observe(self, timeline: Timeline, gen: Generation) -> None:
+        """Records one guidance's timeline and model speed."""
+        for stage, ms in timeline.durations_ms().items():
+            self.stage.labels(stage).observe(ms / 1000)
+        marks = timeline.marks
+        if "inference_start" in marks and "decoded" in marks:
+            self.frame_age.observe(marks["inference_start"] - marks["decoded"])
+        if "sent" in marks and "decoded" in marks:
+            self.decoded_to_sent.observe(marks["sent"] - marks["decoded"])
+        generating = gen.done_at - gen.first_token_at
+        if gen.completion_tokens > 1 and generating > 0:
+            self.generation_tps.set((gen.completion_tokens - 1) / generating)
+        prefill = gen.first_token_at - gen.started_at
+        evaluated = gen.prompt_tokens - gen.reused_tokens
+        if prefill > 0:
+            self.prompt_tps.set(evaluated / prefill)
+
+    def retire(self, counters: dict[str, int]) -> None:
+        """Keeps a closing session's counts in the totals."""
+        self.retired.update(counters)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
