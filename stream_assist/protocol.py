@@ -8,6 +8,7 @@ Incoming messages are checked here, before anything acts on them; a bad one beco
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,22 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
             raise ProtocolError("bad_field", "the custom preset needs a non-empty prompt")
         return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt)
     raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
+
+
+def parse_clock_ping(raw: str | bytes) -> float:
+    """A clock-channel `ping`: `{"type": "ping", "t0": <client ms>}`; returns t0."""
+    if isinstance(raw, bytes) or len(raw) > 256:
+        raise ProtocolError("bad_message", "clock messages are short JSON text")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ProtocolError("bad_json", "clock message is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("type") != "ping":
+        raise ProtocolError("unknown_type", "the clock channel takes only ping messages")
+    t0 = data.get("t0")
+    if not isinstance(t0, (int, float)) or isinstance(t0, bool) or not math.isfinite(t0):
+        raise ProtocolError("bad_field", "t0 must be a finite number of milliseconds")
+    return float(t0)
 
 
 def encode(kind: str, **fields: Any) -> str:

@@ -30,6 +30,7 @@ from .timeline import Timeline
 log = logging.getLogger(__name__)
 
 CHANNEL_LABEL = "guidance"
+CLOCK_LABEL = "clock"  # unordered, no retransmits: a late clock sample is worse than a lost one
 
 
 class Session:
@@ -139,6 +140,9 @@ class Session:
     # --- data channel -----------------------------------------------------------------------------
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label == CLOCK_LABEL:
+            channel.on("message", lambda raw: self._on_clock(channel, raw))
+            return
         if channel.label != CHANNEL_LABEL:
             channel.close()
             return
@@ -148,6 +152,17 @@ class Session:
             self._send_status("ready")
         else:
             channel.on("open", lambda: self._send_status("ready"))
+
+    def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
+        """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
+        received = time.time() * 1000.0
+        try:
+            t0 = protocol.parse_clock_ping(raw)
+        except protocol.ProtocolError as e:
+            self.send("error", code=e.code, message=str(e))
+            return
+        if channel.readyState == "open":
+            channel.send(protocol.encode("pong", t0=t0, t1=received, t2=time.time() * 1000.0))
 
     def _send_status(self, state: str) -> None:
         self.send("status", state=state, session=self.id, protocol=protocol.PROTOCOL_VERSION, paused=self.paused,

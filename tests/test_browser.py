@@ -60,6 +60,10 @@ async def test_page_streams_camera_and_shows_and_speaks_guidance(server, chromiu
             spoken = await page.evaluate("window.__spoken")
             assert first and norm(first).startswith(norm(spoken[0]))  # said whole, or its first sentence first
             assert await page.text_content("#state") == "live"
+            # both clocks are this machine's, so the true offset is 0: the estimate must bracket it
+            await page.wait_for_function("window.streamAssist.clock.samples.length >= 3", timeout=30_000)
+            clock = await page.evaluate("window.streamAssist.clock")
+            assert abs(clock["offset"]) <= clock["uncertainty"] + 5  # 5 ms: browser timeOrigin coarsening
             assert "processed" in await page.text_content("#stats")
             assert errors == []
             # Stop closes the peer connection and the server frees the session

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -109,5 +110,24 @@ async def test_still_scene_is_not_asked_again_until_it_changes(server) -> None:
         client.camera.still = False
         moved = await client.next_message("guidance")
         assert moved["frame_id"] > first["frame_id"] and moved["counters"]["unchanged"] >= 5
+    finally:
+        await client.close()
+
+
+async def test_clock_channel_answers_pings_and_refuses_other_messages(server) -> None:
+    base, _ = server
+    client = await connect(base)
+    try:
+        clock = client.pc.createDataChannel("clock", ordered=False, maxRetransmits=0)
+        pongs: asyncio.Queue = asyncio.Queue()
+        clock.on("message", lambda m: pongs.put_nowait(json.loads(m)))
+        opened = asyncio.get_running_loop().create_future()
+        clock.on("open", lambda: opened.done() or opened.set_result(True))
+        await asyncio.wait_for(opened, 30)
+        clock.send(json.dumps({"type": "ping", "t0": 1234.5}))
+        pong = await asyncio.wait_for(pongs.get(), 30)
+        assert pong["type"] == "pong" and pong["t0"] == 1234.5 and pong["t1"] <= pong["t2"]
+        clock.send(json.dumps({"type": "ping", "t0": "soon"}))
+        assert (await client.next_message("error"))["code"] == "bad_field"
     finally:
         await client.close()

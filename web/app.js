@@ -13,6 +13,7 @@ const HISTORY_LENGTH = 8;
 
 let pc = null;
 let channel = null;
+let clockTimer = null;
 let stream = null;
 let paused = false;
 // Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
@@ -90,8 +91,12 @@ function showGuidance(msg) {
   const t = msg.timeline || {};
   const model = t.done && t.inference_start ? Math.round(t.done - t.inference_start) : "?";
   const age = t.sent && t.decoded ? Math.round(t.sent - t.decoded) : "?";
-  ui.stats.textContent = `frame ${msg.frame_id} · model ${model} ms · decoded→sent ${age} ms · ` +
-    `received ${c.received} · dropped ${c.dropped} · processed ${c.processed}`;
+  const shownAt = nowMs();
+  const clockKnown = clock.offset !== null && t.decoded;
+  const onScreen = clockKnown ? `decoded→on screen ${Math.round(shownAt + clock.offset - t.decoded)}` +
+    ` ± ${Math.ceil(clock.uncertainty)} ms · ` : "";
+  ui.stats.textContent = `frame ${msg.frame_id} · model ${model} ms · decoded→sent ${age} ms · ${onScreen}` +
+    `received ${c.received} · unchanged ${c.unchanged} · dropped ${c.dropped} · processed ${c.processed}`;
 }
 
 function onMessage(event) {
@@ -111,6 +116,36 @@ function onMessage(event) {
 }
 
 window.streamAssist.handle = onMessage;
+
+// Browser and server clocks differ: estimate the offset NTP-style over an unordered, no-retransmit
+// channel, trusting the samples with the lowest round trip. offset = server clock − browser clock.
+const clock = { samples: [], offset: null, uncertainty: null };
+window.streamAssist.clock = clock;
+const nowMs = () => performance.timeOrigin + performance.now();
+
+function onClockMessage(event) {
+  const t3 = nowMs();
+  let m;
+  try { m = JSON.parse(event.data); } catch { return; }
+  if (m.type !== "pong") return;
+  const rtt = (t3 - m.t0) - (m.t2 - m.t1);
+  clock.samples.push({ rtt, offset: ((m.t1 - m.t0) + (m.t2 - t3)) / 2 });
+  clock.samples.sort((a, b) => a.rtt - b.rtt);
+  clock.samples.length = Math.min(clock.samples.length, 8);
+  clock.offset = clock.samples[0].offset;
+  clock.uncertainty = clock.samples[0].rtt / 2;  // the offset is exact to within half the round trip
+}
+
+function startClock(peer) {
+  const ch = peer.createDataChannel("clock", { ordered: false, maxRetransmits: 0 });
+  ch.onmessage = onClockMessage;
+  let sent = 0;
+  const ping = () => {
+    if (ch.readyState === "open") { ch.send(JSON.stringify({ type: "ping", t0: nowMs() })); sent += 1; }
+    clockTimer = setTimeout(ping, sent < 10 ? 200 : 2000);  // a quick first estimate, then keep it fresh
+  };
+  ch.onopen = ping;
+}
 
 function send(obj) {
   if (channel && channel.readyState === "open") channel.send(JSON.stringify(obj));
@@ -161,6 +196,7 @@ async function start() {
     channel = pc.createDataChannel("guidance");
     channel.onmessage = onMessage;
     channel.onopen = () => { send(settingsMessage()); if (paused) send({ type: "pause" }); };
+    startClock(pc);
     for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     pc.onconnectionstatechange = () => {
       if (pc && ["failed", "disconnected"].includes(pc.connectionState)) setState("connection " + pc.connectionState);
@@ -187,6 +223,7 @@ async function start() {
 }
 
 function stop() {
+  clearTimeout(clockTimer);
   if (channel) channel.close();
   if (pc) pc.close();
   if (stream) stream.getTracks().forEach((t) => t.stop());
