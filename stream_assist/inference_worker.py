@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -36,6 +36,7 @@ class Job:
     rgb: np.ndarray
     prompt: str
     timeline: Timeline
+    capture: dict[str, float | None] = field(default_factory=dict)  # browser-clock capture times, if known
 
 
 @dataclass

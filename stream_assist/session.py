@@ -18,12 +18,14 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from . import protocol
+from .capture_clock import CaptureClock
 from .change_gate import ChangeGate, thumbnail
 from .config import Config
 from .enhancement import enhance
 from .frame_sampler import FrameSampler, SampledFrame, to_rgb
 from .inference_worker import InferenceWorker, Job, Outcome
 from .metrics import Metrics
+from .pixel_clock import read_capture_ms
 from .prompts import PRESET_NAMES, PromptSettings
 from .timeline import Timeline
 
@@ -49,6 +51,7 @@ class Session:
         self.paused = False
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
+        self.capture_clock: CaptureClock | None = None
         self.slot = worker.new_slot()
         self.frames_failed = 0
         self.guidance_sent = 0
@@ -68,15 +71,20 @@ class Session:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "video" or self.sampler is not None:
             return
+        receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        self.capture_clock = CaptureClock(receiver) if receiver is not None else None
         self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
         self._spawn(self.sampler.drain())
         self._spawn(self._feed(self.sampler))
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
-        """Runs in the executor: decoded frame → RGB at model size → enhanced, and its change thumbnail."""
-        out = enhance(to_rgb(item.frame, self.config.pipeline.max_edge), self.config.enhancement)
+    def _prepare(self, item: SampledFrame, timeline: Timeline) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Runs in the executor: decoded frame → RGB at model size → enhanced, its change thumbnail, and the
+        capture time written in its pixels when it comes from the page's test pattern."""
+        rgb = to_rgb(item.frame, self.config.pipeline.max_edge)
+        truth = read_capture_ms(rgb)
+        out = enhance(rgb, self.config.enhancement)
         timeline.mark("enhanced")
-        return out, thumbnail(out)
+        return out, thumbnail(out), truth
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -86,7 +94,7 @@ class Session:
             timeline.mark("decoded", item.decoded_at)
             timeline.mark("sampled")
             try:
-                rgb, thumb = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
+                rgb, thumb, truth = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -94,7 +102,9 @@ class Session:
             if self.paused or self._closing or not self.gate.admit(thumb, time.time()):
                 continue
             timeline.mark("queued")
-            self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline))
+            estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
+            capture = {"estimate_ms": estimate, "truth_ms": truth}
+            self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline, capture))
 
     def _from_worker(self, outcome: Outcome) -> None:
         """Called on the worker thread; hops to the loop."""
@@ -119,7 +129,8 @@ class Session:
         self.metrics.observe(tl, gen)
         self.guidance_sent += 1
         repeat, self.last_text = gen.text == self.last_text, gen.text
-        self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, timeline=tl.as_ms(),
+        self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, capture=job.capture,
+                  timeline=tl.as_ms(),
                   stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
                   tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens, "completion": gen.completion_tokens,
                           "image_encodes": gen.image_encodes})

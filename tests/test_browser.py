@@ -108,3 +108,31 @@ async def test_speech_says_first_sentence_early_and_never_repeats(server, chromi
     assert spoken_after == [0, 1, 1, 2, 2, 2, 3]  # the first sentence went out before the answer was complete
     assert shown == "Now unplug the cable."
     assert history == ["Turn the knob left. Then lift the lid.", "Turn the knob left. Then lift the lid."]
+
+
+async def test_glass_to_guidance_agrees_with_the_time_written_in_the_pixels(server, chromium_path: str) -> None:
+    """Test-pattern camera: each frame carries its capture time in its pixels. The page's camera→screen
+    figure (capture estimated from RTP time and RTCP sender reports) must match the pixel truth."""
+    from playwright.async_api import async_playwright
+
+    base, _ = server
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page()
+            await page.add_init_script(SPEECH_SPY)
+            await page.goto(base + "/")
+            await page.select_option("#camera", "pattern")
+            await page.click("#start")
+            await page.wait_for_function(
+                "window.streamAssist.latency.filter(l => l.capture_ms !== null && l.truth_ms !== null).length >= 10",
+                timeout=120_000)
+            latency = await page.evaluate("window.streamAssist.latency")
+        finally:
+            await browser.close()
+    both = [lat for lat in latency if lat["capture_ms"] is not None and lat["truth_ms"] is not None]
+    errors = [lat["capture_ms"] - lat["truth_ms"] for lat in both]
+    print("capture estimate − pixel truth (ms):", [round(e, 1) for e in errors])
+    print("camera→screen truth (ms):", [round(lat["truth_screen_ms"], 1) for lat in both])
+    assert all(lat["truth_screen_ms"] > 0 for lat in both)  # shown after it was captured
+    assert max(abs(e) for e in errors) <= 15  # the page's figure agrees with the truth (aim: ±15 ms)

@@ -18,7 +18,9 @@ let stream = null;
 let paused = false;
 // Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
 // `handle` takes a data-channel event, so tests can drive the page's protocol handling directly.
-window.streamAssist = { startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null };
+window.streamAssist = {
+  startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null, latency: [],
+};
 
 function setState(text) { ui.state.textContent = text; }
 
@@ -29,12 +31,13 @@ function showError(text) {
 
 // Speech: say each new guidance once. The first complete sentence is said while the rest is still
 // being generated; the rest follows when the guidance is complete. Repeats of the last guidance are silent.
-const speech = { frame: null, said: "", last: "" };
+const speech = { frame: null, said: "", last: "", startedAt: {} };
 
 function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
 
-function say(text) {
+function say(text, frame) {
   if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
+  speech.startedAt[frame] = speech.startedAt[frame] || nowMs();
   speechSynthesis.speak(new SpeechSynthesisUtterance(text.trim()));
 }
 
@@ -50,16 +53,16 @@ function speakPartial(frame, text) {
   if ("speechSynthesis" in window) speechSynthesis.cancel();  // fresh guidance replaces stale speech
   speech.frame = frame;
   speech.said = sentence;
-  say(sentence);
+  say(sentence, frame);
 }
 
 function speakFinal(frame, text) {
   if (norm(text) === speech.last) return;  // say only what is new
   if (speech.frame === frame) {
-    say(text.slice(speech.said.length));  // the first sentence is already being said
+    say(text.slice(speech.said.length), frame);  // the first sentence is already being said
   } else {
     if ("speechSynthesis" in window) speechSynthesis.cancel();
-    say(text);
+    say(text, frame);
   }
   speech.frame = frame;
   speech.last = norm(text);
@@ -91,12 +94,35 @@ function showGuidance(msg) {
   const t = msg.timeline || {};
   const model = t.done && t.inference_start ? Math.round(t.done - t.inference_start) : "?";
   const age = t.sent && t.decoded ? Math.round(t.sent - t.decoded) : "?";
-  const shownAt = nowMs();
-  const clockKnown = clock.offset !== null && t.decoded;
-  const onScreen = clockKnown ? `decoded→on screen ${Math.round(shownAt + clock.offset - t.decoded)}` +
-    ` ± ${Math.ceil(clock.uncertainty)} ms · ` : "";
-  ui.stats.textContent = `frame ${msg.frame_id} · model ${model} ms · decoded→sent ${age} ms · ${onScreen}` +
+  const lat = glassToGuidance(msg, nowMs());
+  const glass = lat.screen_ms !== null ? `camera→screen ${Math.round(lat.screen_ms)} ms · ` : "";
+  const frameAge = lat.age_at_inference_ms !== null
+    ? `frame age at inference ${Math.round(lat.age_at_inference_ms)} ± ${Math.ceil(clock.uncertainty)} ms · ` : "";
+  ui.stats.textContent = `frame ${msg.frame_id} · model ${model} ms · decoded→sent ${age} ms · ${glass}${frameAge}` +
     `received ${c.received} · unchanged ${c.unchanged} · dropped ${c.dropped} · processed ${c.processed}`;
+}
+
+// Glass-to-guidance for one guidance, in the browser's clock. The capture estimate comes from the
+// server (RTP time + RTCP sender reports, already in this browser's wall clock); server stage times
+// are moved into this clock with the estimated offset, so they carry its uncertainty.
+function glassToGuidance(msg, shownAt) {
+  const cap = (msg.capture || {}).estimate_ms ?? null;
+  const truth = (msg.capture || {}).truth_ms ?? null;
+  const t = msg.timeline || {};
+  const spokenAt = speech.startedAt[msg.frame_id] ?? null;
+  const lat = {
+    frame: msg.frame_id, shown_at: shownAt, capture_ms: cap, truth_ms: truth,
+    screen_ms: cap !== null ? shownAt - cap : null,
+    speech_ms: cap !== null && spokenAt !== null ? spokenAt - cap : null,
+    truth_screen_ms: truth !== null ? shownAt - truth : null,
+    age_at_inference_ms: cap !== null && clock.offset !== null && t.inference_start
+      ? t.inference_start - clock.offset - cap : null,
+    clock_uncertainty_ms: clock.uncertainty,
+  };
+  const log = window.streamAssist.latency;
+  log.push(lat);
+  if (log.length > 500) log.shift();
+  return lat;
 }
 
 function onMessage(event) {
@@ -160,7 +186,7 @@ function settingsMessage() {
 async function listCameras() {
   const devices = await navigator.mediaDevices.enumerateDevices();
   const current = ui.camera.value;
-  ui.camera.length = 1;
+  ui.camera.length = 2;  // keep the default and the test pattern
   for (const d of devices.filter((d) => d.kind === "videoinput")) {
     const opt = document.createElement("option");
     opt.value = d.deviceId;
@@ -185,10 +211,11 @@ async function start() {
   ui.start.disabled = true;
   setState("starting");
   try {
-    const video = ui.camera.value
+    const video = ui.camera.value && ui.camera.value !== "pattern"
       ? { deviceId: { exact: ui.camera.value } }
       : { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } };
-    stream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    stream = ui.camera.value === "pattern" ? patternStream()
+      : await navigator.mediaDevices.getUserMedia({ video, audio: false });
     ui.preview.srcObject = stream;
     listCameras().catch(() => {});
 
@@ -222,8 +249,55 @@ async function start() {
   }
 }
 
+// The test-pattern camera: a canvas whose frames carry, in their pixels, the browser-clock time at which
+// each was drawn and captured (stream_assist/pixel_clock.py reads it), so the server knows every frame's
+// true capture time and the page can check its own latency figures against it.
+const PATTERN = { gridW: 32, gridH: 24, cols: 28, timeBits: 48, checkBits: 8 };
+let patternTimer = null;
+
+function patternBits(ms) {
+  let check = 0;
+  for (let i = 0; i < PATTERN.timeBits / 8; i++) check += Math.floor(ms / 256 ** i) % 256;
+  check %= 256;
+  const bits = [];
+  for (let i = PATTERN.timeBits - 1; i >= 0; i--) bits.push(Math.floor(ms / 2 ** i) % 2);
+  for (let i = PATTERN.checkBits - 1; i >= 0; i--) bits.push((check >> i) & 1);
+  return bits;
+}
+
+function drawPixelClock(ctx, width, height, ms) {
+  const cw = width / PATTERN.gridW, ch = height / PATTERN.gridH;
+  patternBits(ms).forEach((bit, i) => {
+    const row = Math.floor(i / PATTERN.cols), col = i % PATTERN.cols;
+    const x0 = Math.round((col + 1) * cw), y0 = Math.round((row + 1) * ch);
+    ctx.fillStyle = bit ? "#fff" : "#000";
+    ctx.fillRect(x0, y0, Math.round((col + 2) * cw) - x0, Math.round((row + 2) * ch) - y0);
+  });
+}
+
+function patternStream() {
+  const canvas = document.createElement("canvas");
+  canvas.width = 640;
+  canvas.height = 480;
+  const ctx = canvas.getContext("2d");
+  const stream = canvas.captureStream(0);  // frames only when requested: capture time = drawing time
+  const track = stream.getVideoTracks()[0];
+  let n = 0;
+  patternTimer = setInterval(() => {
+    n += 1;
+    ctx.fillStyle = "#567";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = `hsl(${(n * 7) % 360} 70% 50%)`;  // moving content, so every frame is news
+    ctx.fillRect((n * 9) % (canvas.width - 120), 200 + (n * 5) % 200, 120, 80);
+    drawPixelClock(ctx, canvas.width, canvas.height, Math.round(nowMs()));
+    track.requestFrame();
+  }, 1000 / 30);
+  return stream;
+}
+
 function stop() {
   clearTimeout(clockTimer);
+  clearInterval(patternTimer);
   if (channel) channel.close();
   if (pc) pc.close();
   if (stream) stream.getTracks().forEach((t) => t.stop());
