@@ -55,6 +55,15 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--max-tokens", type=int, default=32)
     model.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
     model.add_argument("--json", action="store_true")
+    load = kinds.add_parser("load", help="N synthetic WebRTC clients into a real server: latency, drops, CPU")
+    _model_choice(load)
+    load.add_argument("--clients", type=int, default=4)
+    load.add_argument("--size", default="640x480", help="WxH of the synthetic video")
+    load.add_argument("--fps", type=float, default=15.0)
+    load.add_argument("--seconds", type=float, default=20.0)
+    load.add_argument("--queue", choices=("slot", "fifo"), default="slot")
+    load.add_argument("--threads", type=int, default=0, help="llama.cpp threads in the server (0: all cores)")
+    load.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -91,6 +100,12 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     files = bench_model_files(args)
+    if args.bench == "load":
+        from . import bench_load
+
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
+                               args.json)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json)

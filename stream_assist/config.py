@@ -46,6 +46,7 @@ class PipelineConfig:
     max_edge: int = 0  # longest edge of the frame the model sees; 0: auto (1024 with a GPU, 512 without)
     change_threshold: float = 3.0  # mean grey-level change that makes a frame news; 0 sends every frame
     max_reguide_s: float = 10.0  # an unchanged scene is still re-checked this often
+    queue: str = "slot"  # slot: newest frame only | fifo: every frame in order (a baseline for benchmarks)
 
 
 @dataclass
@@ -141,6 +142,7 @@ def validate(config: Config) -> Config:
         (0 <= config.enhancement.threads <= 256, "enhancement.threads must be 0 (Numba's default) to 256"),
         (config.pipeline.change_threshold >= 0, "pipeline.change_threshold must not be negative"),
         (config.pipeline.max_reguide_s > 0, "pipeline.max_reguide_s must be positive"),
+        (config.pipeline.queue in ("slot", "fifo"), "pipeline.queue must be slot or fifo"),
         (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
     ]

@@ -4,6 +4,9 @@ aiortc queues decoded frames without limit, so a reader that waits on slow work 
 memory grow (aiortc issues #1192, #554). Here one task does nothing but `recv()` and keep the newest
 frame; the consumer takes whatever is newest when it is ready, at most `sample_fps` times a second.
 It also turns the decoded frame into RGB at the model's size in one libswscale pass.
+
+Sampling is decided when a frame arrives (not by a timer), so a sampled frame goes on at once: with a
+timer the frame picked would already be up to one frame interval old.
 """
 
 from __future__ import annotations
@@ -57,13 +60,10 @@ class FrameSampler:
             self._ready.set()
 
     async def frames(self) -> AsyncIterator[SampledFrame]:
-        """Yields the newest frame each time the consumer comes back, paced to sample_fps."""
-        loop = asyncio.get_running_loop()
-        next_at = 0.0
+        """Yields the newest frame as soon as it arrives, if at least ~1/sample_fps of camera time has
+        passed since the last one yielded (decided on arrival, so a yielded frame is never left waiting)."""
+        last_at = float("-inf")
         while True:
-            wait = next_at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # pacing to sample_fps, not synchronisation
             await self._ready.wait()
             self._ready.clear()
             item, self._latest = self._latest, None
@@ -71,7 +71,9 @@ class FrameSampler:
                 if self._ended:
                     return
                 continue
-            next_at = loop.time() + self.interval
+            if item.decoded_at - last_at < self.interval * 0.9:  # too soon: wait for a later frame
+                continue
+            last_at = item.decoded_at
             self.counters.sampled += 1
             yield item
 

@@ -9,6 +9,7 @@ owned by the worker, so a put wakes the worker at once without polling.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -57,3 +58,35 @@ class FrameSlot(Generic[T]):
     @property
     def full(self) -> bool:
         return self._item is not None
+
+
+class FrameFifo(Generic[T]):
+    """A plain unbounded FIFO with the slot's interface: the baseline `bench load --queue fifo` compares
+    against, to show what keeping only the newest frame is worth."""
+
+    def __init__(self, wakeup: threading.Condition) -> None:
+        self._cond = wakeup
+        self._items: deque[T] = deque()
+        self.counters = SlotCounters()
+
+    def put(self, item: T) -> bool:
+        with self._cond:
+            self._items.append(item)
+            self.counters.put += 1
+            self._cond.notify_all()
+        return False
+
+    def take(self) -> T | None:
+        with self._cond:
+            if not self._items:
+                return None
+            self.counters.taken += 1
+            return self._items.popleft()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+
+    @property
+    def full(self) -> bool:
+        return bool(self._items)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .frame_slot import FrameSlot
+from .frame_slot import FrameFifo, FrameSlot
 from .timeline import Timeline
 from .vision_model import Generation
 
@@ -70,8 +70,9 @@ class InferenceWorker:
         self.jobs_done = 0
         self.jobs_failed = 0
 
-    def new_slot(self) -> FrameSlot[Job]:
-        return FrameSlot(self.wakeup)
+    def new_slot(self, kind: str = "slot") -> FrameSlot[Job] | FrameFifo[Job]:
+        """A drop-stale slot (or, for comparison in benchmarks, a plain FIFO) that wakes this worker."""
+        return FrameFifo(self.wakeup) if kind == "fifo" else FrameSlot(self.wakeup)
 
     def register(self, key: str, slot: FrameSlot[Job], on_outcome: Callable[[Outcome], None],
                  on_partial: Callable[[Job, str], None] | None = None) -> None:

@@ -52,7 +52,7 @@ class Session:
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
-        self.slot = worker.new_slot()
+        self.slot = worker.new_slot(config.pipeline.queue)
         self.frames_failed = 0
         self.guidance_sent = 0
         self.last_text = ""

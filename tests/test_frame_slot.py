@@ -109,3 +109,12 @@ def test_round_robin_serves_every_session_and_survives_model_errors() -> None:
     assert [o.error is None for o in outcomes] == [True, True, True, False]
     assert "model failure" in outcomes[3].error
     assert worker.jobs_done == 3 and worker.jobs_failed == 1
+
+
+def test_fifo_baseline_keeps_every_frame_in_order() -> None:
+    worker = InferenceWorker(GatedModel())
+    fifo = worker.new_slot("fifo")
+    for i in (1, 2, 3):
+        assert fifo.put(job(i)) is False
+    assert [fifo.take().frame_id for _ in range(3)] == [1, 2, 3]
+    assert fifo.take() is None and fifo.counters.dropped == 0 and fifo.counters.taken == 3

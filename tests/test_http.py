@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from .webrtc_client import connect
+from stream_assist.synthetic_client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

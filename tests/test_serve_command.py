@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 
 from stream_assist.model_source import ModelFiles
-
-from .webrtc_client import connect
+from stream_assist.synthetic_client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
+from stream_assist.synthetic_client import connect
 from stream_assist.timeline import STAGES
-
-from .webrtc_client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

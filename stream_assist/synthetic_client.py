@@ -1,4 +1,7 @@
-"""An in-process aiortc client: streams synthetic camera video to the server and collects messages."""
+"""A synthetic client: an aiortc peer that streams generated camera video and collects the server's messages.
+
+Used by the tests and by `stream-assist bench load`; it speaks the protocol in docs/protocol.md.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +17,31 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 
 class SyntheticCamera(VideoStreamTrack):
-    """A colour pattern at 30 fps (aiortc paces recv()) that moves unless `still` is set."""
+    """A colour pattern at a given frame rate that moves unless `still` is set."""
 
-    def __init__(self, width: int = 320, height: int = 240) -> None:
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0) -> None:
         super().__init__()
         self.width, self.height = width, height
         self.count = 0
         self.still = False
+        self.interval = 1.0 / fps
+        self._start: float | None = None
+        self._pts = 0
+
+    async def _next_timestamp(self) -> tuple[int, Fraction]:
+        """Paces frames at this camera's rate (aiortc's own pacing is fixed at 30 fps)."""
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            self._pts += int(self.interval * 90000)
+            wait = self._start + self._pts / 90000 - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # a camera's frame clock, not synchronisation
+        return self._pts, Fraction(1, 90000)
 
     async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
+        pts, time_base = await self._next_timestamp()
         if not self.still:
             self.count += 1
         x = np.arange(self.width, dtype=np.uint16)[None, :]
@@ -33,7 +51,7 @@ class SyntheticCamera(VideoStreamTrack):
         img[..., 1] = (y + self.count * 2) % 256
         img[..., 2] = ((x + y) // 2) % 256
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base or Fraction(1, 90000)
+        frame.pts, frame.time_base = pts, time_base
         return frame
 
 
@@ -61,10 +79,10 @@ class Client:
         await self.pc.close()
 
 
-async def connect(base_url: str, width: int = 320, height: int = 240) -> Client:
+async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0) -> Client:
     """Makes an offer with one video track and a `guidance` channel; waits until the channel is open."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    camera = SyntheticCamera(width, height)
+    camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
     channel = pc.createDataChannel("guidance")
     client = Client(pc, channel, camera)
