@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
         self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())])
+        self.cpu_sample = (time.monotonic(), time.process_time())
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
@@ -109,6 +113,35 @@ async def health(request: web.Request) -> web.Response:
     })
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Server CPU (since the previous call), GPU where nvidia-smi exists, sessions, worker state: the dashboard's."""
+    state = request.app[APP_STATE]
+    now, cpu = time.monotonic(), time.process_time()
+    (then, cpu_then), state.cpu_sample = state.cpu_sample, (now, cpu)
+    return web.json_response({
+        "cpu_percent": 100.0 * (cpu - cpu_then) / max(now - then, 1e-6),
+        "cpu_cores": os.cpu_count(),
+        "gpu": await gpu_use(),
+        "sessions": len(state.sessions),
+        "worker_busy": state.worker.busy_since is not None,
+    })
+
+
+async def gpu_use() -> dict | None:
+    """Utilisation and memory of the first NVIDIA GPU, or None where there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        "nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    try:
+        util, mem = out.decode().splitlines()[0].split(",")
+        return {"utilization_percent": int(util), "memory_used_mib": int(mem)}
+    except (ValueError, IndexError):
+        return None
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[APP_STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -139,6 +172,7 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_post("/offer", offer)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/stats", stats)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
     return app

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(tempfile.gettempdir()) / "stream-assist-screens"
+SCREENSHOTS.mkdir(exist_ok=True)
 ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
@@ -136,3 +140,36 @@ async def test_glass_to_guidance_agrees_with_the_time_written_in_the_pixels(serv
     print("camera→screen truth (ms):", [round(lat["truth_screen_ms"], 1) for lat in both])
     assert all(lat["truth_screen_ms"] > 0 for lat in both)  # shown after it was captured
     assert max(abs(e) for e in errors) <= 15  # the page's figure agrees with the truth (aim: ±15 ms)
+
+
+async def test_dashboard_shows_stages_percentiles_rates_and_webrtc_stats(server, chromium_path: str) -> None:
+    from playwright.async_api import async_playwright
+
+    base, _ = server
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized screen
+            await page.add_init_script(SPEECH_SPY)
+            await page.goto(base + "/")
+            await page.click("#dashboard summary")
+            await page.select_option("#camera", "pattern")
+            await page.click("#start")
+            await page.wait_for_function("window.dashboard.rows.length >= 5", timeout=120_000)
+            await page.wait_for_function("document.getElementById('webrtc').textContent.includes('VP8')"
+                                         " || document.getElementById('webrtc').textContent.includes('H264')",
+                                         timeout=30_000)
+            await page.wait_for_function("document.getElementById('server').textContent.includes('CPU')",
+                                         timeout=30_000)
+            table = await page.eval_on_selector_all("#pct tr", "rows => rows.map(r => r.textContent)")
+            await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+            has_chart = await page.evaluate("document.querySelector('#stage-chart canvas') !== null")
+            rates = await page.text_content("#rates")
+        finally:
+            await browser.close()
+    assert has_chart
+    names = [row.split("ms")[0] if row.startswith("ms") else row for row in table]
+    assert any(n.startswith("camera → screen") for n in names) and any(n.startswith("generate") for n in names)
+    screen_row = next(r for r in table if r.startswith("camera → screen"))
+    assert "–" not in screen_row  # the capture estimate is available, so the figure is there
+    assert "processed" in rates and "tok/s" in rates

@@ -95,6 +95,7 @@ function showGuidance(msg) {
   const model = t.done && t.inference_start ? Math.round(t.done - t.inference_start) : "?";
   const age = t.sent && t.decoded ? Math.round(t.sent - t.decoded) : "?";
   const lat = glassToGuidance(msg, nowMs());
+  dashboard.onGuidance(msg, lat);
   const glass = lat.screen_ms !== null ? `camera→screen ${Math.round(lat.screen_ms)} ms · ` : "";
   const frameAge = lat.age_at_inference_ms !== null
     ? `frame age at inference ${Math.round(lat.age_at_inference_ms)} ± ${Math.ceil(clock.uncertainty)} ms · ` : "";
@@ -117,7 +118,7 @@ function glassToGuidance(msg, shownAt) {
     truth_screen_ms: truth !== null ? shownAt - truth : null,
     age_at_inference_ms: cap !== null && clock.offset !== null && t.inference_start
       ? t.inference_start - clock.offset - cap : null,
-    clock_uncertainty_ms: clock.uncertainty,
+    clock_offset: clock.offset, clock_uncertainty_ms: clock.uncertainty,
   };
   const log = window.streamAssist.latency;
   log.push(lat);
@@ -224,6 +225,7 @@ async function start() {
     channel.onmessage = onMessage;
     channel.onopen = () => { send(settingsMessage()); if (paused) send({ type: "pause" }); };
     startClock(pc);
+    dashboard.start(pc);
     for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     pc.onconnectionstatechange = () => {
       if (pc && ["failed", "disconnected"].includes(pc.connectionState)) setState("connection " + pc.connectionState);
@@ -296,6 +298,7 @@ function patternStream() {
 }
 
 function stop() {
+  dashboard.stop();
   clearTimeout(clockTimer);
   clearInterval(patternTimer);
   if (channel) channel.close();
@@ -317,4 +320,5 @@ ui.pause.onclick = () => {
 };
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
 ui.apply.onclick = () => send(settingsMessage());
+document.getElementById("dashboard").addEventListener("toggle", () => dashboard.redraw());
 ui.camera.onchange = () => { if (pc) { stop(); start(); } };
