@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from stream_assist.bench_page import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(tempfile.gettempdir()) / "stream-assist-screens"
 SCREENSHOTS.mkdir(exist_ok=True)
-ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
 # Observe speech without a speech engine: record what the page asks to say.
 SPEECH_SPY = """
 window.__spoken = [];
@@ -45,44 +39,49 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-async def test_page_streams_camera_and_shows_and_speaks_guidance(server, chromium_path: str) -> None:
+@contextlib.asynccontextmanager
+async def open_page(base: str, chromium: str, **page_options) -> AsyncIterator:  # noqa: ANN003
+    """The stream-assist page in a fresh headless Chromium, with speech recorded instead of spoken."""
     from playwright.async_api import async_playwright
 
-    base, state = server
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = await browser.new_page()
+            page = await browser.new_page(**page_options)
             await page.add_init_script(SPEECH_SPY)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(base + "/")
-            await page.click("#start")
-            await page.wait_for_function("window.streamAssist.firstGuidanceAt !== null", timeout=120_000)
-            await page.wait_for_function("window.__spoken.length >= 1", timeout=30_000)
-            first = await page.evaluate("window.streamAssist.firstText")
-            spoken = await page.evaluate("window.__spoken")
-            assert first and norm(first).startswith(norm(spoken[0]))  # said whole, or its first sentence first
-            assert await page.text_content("#state") == "live"
-            # both clocks are this machine's, so the true offset is 0: the estimate must bracket it
-            await page.wait_for_function("window.streamAssist.clock.samples.length >= 3", timeout=30_000)
-            clock = await page.evaluate("window.streamAssist.clock")
-            assert abs(clock["offset"]) <= clock["uncertainty"] + 5  # 5 ms: browser timeOrigin coarsening
-            assert "processed" in await page.text_content("#stats")
-            assert errors == []
-            # Stop closes the peer connection and the server frees the session
-            session_ids = set(state.sessions)
-            await page.click("#start")
-            assert await page.text_content("#state") == "idle"
+            yield page
         finally:
             await browser.close()
+
+
+async def test_page_streams_camera_and_shows_and_speaks_guidance(server, chromium_path: str) -> None:
+    base, state = server
+    errors: list[str] = []
+    async with open_page(base, chromium_path) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.click("#start")
+        await page.wait_for_function("window.streamAssist.firstGuidanceAt !== null", timeout=120_000)
+        await page.wait_for_function("window.__spoken.length >= 1", timeout=30_000)
+        first = await page.evaluate("window.streamAssist.firstText")
+        spoken = await page.evaluate("window.__spoken")
+        assert first and norm(first).startswith(norm(spoken[0]))  # said whole, or its first sentence first
+        assert await page.text_content("#state") == "live"
+        # both clocks are this machine's, so the true offset is 0: the estimate must bracket it
+        await page.wait_for_function("window.streamAssist.clock.samples.length >= 3", timeout=30_000)
+        clock = await page.evaluate("window.streamAssist.clock")
+        assert abs(clock["offset"]) <= clock["uncertainty"] + 5  # 5 ms: browser timeOrigin coarsening
+        assert "processed" in await page.text_content("#stats")
+        assert errors == []
+        # Stop closes the peer connection and the server frees the session
+        session_ids = set(state.sessions)
+        await page.click("#start")
+        assert await page.text_content("#state") == "idle"
     assert session_ids  # a session existed while the page streamed
 
 
 async def test_speech_says_first_sentence_early_and_never_repeats(server, chromium_path: str) -> None:
     """The page's speech rules, driven with protocol messages in real Chromium."""
-    from playwright.async_api import async_playwright
-
     base, _ = server
     messages = [
         {"type": "partial", "frame_id": 5, "text": "Turn the"},
@@ -93,21 +92,14 @@ async def test_speech_says_first_sentence_early_and_never_repeats(server, chromi
         {"type": "guidance", "frame_id": 9, "text": "Turn the knob left. Then lift the lid."},
         {"type": "guidance", "frame_id": 12, "text": "Now unplug the cable."},
     ]
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            await page.add_init_script(SPEECH_SPY)
-            await page.goto(base + "/")
-            spoken_after = []
-            for msg in messages:
-                await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})", msg)
-                spoken_after.append(len(await page.evaluate("window.__spoken")))
-            spoken = await page.evaluate("window.__spoken")
-            history = await page.eval_on_selector_all("#history li", "els => els.map(e => e.textContent)")
-            shown = await page.text_content("#guidance")
-        finally:
-            await browser.close()
+    async with open_page(base, chromium_path) as page:
+        spoken_after = []
+        for msg in messages:
+            await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})", msg)
+            spoken_after.append(len(await page.evaluate("window.__spoken")))
+        spoken = await page.evaluate("window.__spoken")
+        history = await page.eval_on_selector_all("#history li", "els => els.map(e => e.textContent)")
+        shown = await page.text_content("#guidance")
     assert spoken == ["Turn the knob left.", "Then lift the lid.", "Now unplug the cable."]
     assert spoken_after == [0, 1, 1, 2, 2, 2, 3]  # the first sentence went out before the answer was complete
     assert shown == "Now unplug the cable."
@@ -117,23 +109,14 @@ async def test_speech_says_first_sentence_early_and_never_repeats(server, chromi
 async def test_glass_to_guidance_agrees_with_the_time_written_in_the_pixels(server, chromium_path: str) -> None:
     """Test-pattern camera: each frame carries its capture time in its pixels. The page's camera→screen
     figure (capture estimated from RTP time and RTCP sender reports) must match the pixel truth."""
-    from playwright.async_api import async_playwright
-
     base, _ = server
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            await page.add_init_script(SPEECH_SPY)
-            await page.goto(base + "/")
-            await page.select_option("#camera", "pattern")
-            await page.click("#start")
-            await page.wait_for_function(
-                "window.streamAssist.latency.filter(l => l.capture_ms !== null && l.truth_ms !== null).length >= 10",
-                timeout=120_000)
-            latency = await page.evaluate("window.streamAssist.latency")
-        finally:
-            await browser.close()
+    async with open_page(base, chromium_path) as page:
+        await page.select_option("#camera", "pattern")
+        await page.click("#start")
+        await page.wait_for_function(
+            "window.streamAssist.latency.filter(l => l.capture_ms !== null && l.truth_ms !== null).length >= 10",
+            timeout=120_000)
+        latency = await page.evaluate("window.streamAssist.latency")
     both = [lat for lat in latency if lat["capture_ms"] is not None and lat["truth_ms"] is not None]
     errors = [lat["capture_ms"] - lat["truth_ms"] for lat in both]
     print("capture estimate − pixel truth (ms):", [round(e, 1) for e in errors])
@@ -143,30 +126,21 @@ async def test_glass_to_guidance_agrees_with_the_time_written_in_the_pixels(serv
 
 
 async def test_dashboard_shows_stages_percentiles_rates_and_webrtc_stats(server, chromium_path: str) -> None:
-    from playwright.async_api import async_playwright
-
     base, _ = server
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 420, "height": 900})  # a phone-sized screen
-            await page.add_init_script(SPEECH_SPY)
-            await page.goto(base + "/")
-            await page.click("#dashboard summary")
-            await page.select_option("#camera", "pattern")
-            await page.click("#start")
-            await page.wait_for_function("window.dashboard.rows.length >= 5", timeout=120_000)
-            await page.wait_for_function("document.getElementById('webrtc').textContent.includes('VP8')"
-                                         " || document.getElementById('webrtc').textContent.includes('H264')",
-                                         timeout=30_000)
-            await page.wait_for_function("document.getElementById('server').textContent.includes('CPU')",
-                                         timeout=30_000)
-            table = await page.eval_on_selector_all("#pct tr", "rows => rows.map(r => r.textContent)")
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
-            has_chart = await page.evaluate("document.querySelector('#stage-chart canvas') !== null")
-            rates = await page.text_content("#rates")
-        finally:
-            await browser.close()
+    async with open_page(base, chromium_path, viewport={"width": 420, "height": 900}) as page:  # phone-sized
+        await page.click("#dashboard summary")
+        await page.select_option("#camera", "pattern")
+        await page.click("#start")
+        await page.wait_for_function("window.dashboard.rows.length >= 5", timeout=120_000)
+        await page.wait_for_function("document.getElementById('webrtc').textContent.includes('VP8')"
+                                     " || document.getElementById('webrtc').textContent.includes('H264')",
+                                     timeout=30_000)
+        await page.wait_for_function("document.getElementById('server').textContent.includes('CPU')",
+                                     timeout=30_000)
+        table = await page.eval_on_selector_all("#pct tr", "rows => rows.map(r => r.textContent)")
+        await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+        has_chart = await page.evaluate("document.querySelector('#stage-chart canvas') !== null")
+        rates = await page.text_content("#rates")
     assert has_chart
     names = [row.split("ms")[0] if row.startswith("ms") else row for row in table]
     assert any(n.startswith("camera → screen") for n in names) and any(n.startswith("generate") for n in names)
