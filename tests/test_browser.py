@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -73,11 +74,12 @@ async def test_page_streams_camera_and_shows_and_speaks_guidance(server, chromiu
         assert abs(clock["offset"]) <= clock["uncertainty"] + 5  # 5 ms: browser timeOrigin coarsening
         assert "processed" in await page.text_content("#stats")
         assert errors == []
-        # Stop closes the peer connection and the server frees the session
-        session_ids = set(state.sessions)
+        # Stop closes the peer connection, and the server frees the session
+        session = state.sessions[await page.evaluate("window.streamAssist.session")]
         await page.click("#start")
         assert await page.text_content("#state") == "idle"
-    assert session_ids  # a session existed while the page streamed
+        await asyncio.wait_for(session.closed.wait(), 60)
+    assert session.id not in state.sessions
 
 
 async def test_speech_says_first_sentence_early_and_never_repeats(server, chromium_path: str) -> None:

@@ -137,6 +137,7 @@ function onMessage(event) {
   else if (msg.type === "partial") showPartial(msg);
   else if (msg.type === "error") showError(msg.message || msg.code);
   else if (msg.type === "status") {
+    window.streamAssist.session = msg.session;
     if (msg.state === "closing") setState("server closing");
     else setState(msg.paused ? "paused" : "live");
   }
