@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import bench_enhance
 from .config import Config, ConfigError, load_config, validate
 from .model_source import VARIANTS, ModelFileError, ModelFiles
 from .random_model import SHAPES
@@ -38,6 +39,21 @@ def _model_choice(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mmproj", help="real projector GGUF, with --model")
 
 
+def _enhance_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enhance", help="apply the enhancement chain to an image file (to tune settings on a photo)")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    p.add_argument("--config", type=Path, help="TOML file whose [enhancement] and [pipeline] settings apply")
+
+
+def enhance(args: argparse.Namespace) -> int:
+    from .bench_enhance import enhance_file
+
+    width, height = enhance_file(args.input, args.output, load_config(args.config))
+    print(f"stream-assist: wrote {args.output} ({width}x{height}, what the model sees)")
+    return 0
+
+
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print figures (not tests)")
     kinds = p.add_subparsers(dest="bench", required=True)
@@ -64,6 +80,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--queue", choices=("slot", "fifo"), default="slot")
     load.add_argument("--threads", type=int, default=0, help="llama.cpp threads in the server (0: all cores)")
     load.add_argument("--json", action="store_true")
+    enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
+    bench_enhance.add_arguments(enh)
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -90,6 +108,8 @@ def bench(args: argparse.Namespace) -> int:
     from .random_model import write_pair
 
     config = Config()
+    if args.bench == "enhance":
+        return bench_enhance.main(args)
     if args.bench == "projector":
         config.model.n_threads = args.threads
         directory = CACHE_DIR / "random-models"
@@ -204,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _bench_parser(sub)
+    _enhance_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        return {"serve": serve, "bench": bench}[args.command](args)
+        return {"serve": serve, "bench": bench, "enhance": enhance}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

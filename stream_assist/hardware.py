@@ -13,15 +13,20 @@ CPU_MAX_EDGE = 512  # the overview the model sees is 512 px: converting and enha
 
 
 def apply_hardware_defaults(config: Config, gpu: bool) -> Config:
-    """Fills the settings left on "auto" (pipeline.max_edge = 0) for a GPU or a CPU-only build."""
+    """Fills the settings left on "auto" (pipeline.max_edge, enhancement.threads = 0) for a GPU or CPU-only build."""
     if config.pipeline.max_edge == 0:
         config.pipeline.max_edge = GPU_MAX_EDGE if gpu else CPU_MAX_EDGE
+    if config.enhancement.threads == 0 and not gpu:
+        # llama.cpp keeps every core busy during inference, when enhancement also runs: one Numba
+        # thread beside it is faster than two fighting it (docs/enhancement.md, "Threads")
+        config.enhancement.threads = 1
     if gpu:
         log.info("GPU build: %s model layers on the GPU, frames at %d px, image slicing %s",
                  "all" if config.model.n_gpu_layers < 0 else config.model.n_gpu_layers,
                  config.pipeline.max_edge, config.model.slicing)
     else:
-        log.info("CPU-only build: frames at %d px, one image encode per frame (slicing %s); the vision encoder "
-                 "dominates, so --variant 256m answers sooner at the same image cost; a CUDA build is far faster "
-                 "(README)", config.pipeline.max_edge, config.model.slicing)
+        log.info("CPU-only build: frames at %d px, one image encode per frame (slicing %s), %d enhancement thread; "
+                 "the vision encoder dominates, so --variant 256m answers sooner at the same image cost; a CUDA "
+                 "build is far faster (README)", config.pipeline.max_edge, config.model.slicing,
+                 config.enhancement.threads)
     return config

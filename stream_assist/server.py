@@ -16,11 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .config import Config
+from .enhancement import warm_up
 from .hardware import apply_hardware_defaults
 from .inference_worker import InferenceWorker
 from .metrics import Metrics
@@ -40,6 +42,7 @@ class ServerState:
 
     def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
         self.config = apply_hardware_defaults(config, gpu_offload_available())
+        log.info("enhancement kernels ready in %.2f s (compiled, or loaded from Numba's cache)", warm_up())
         self.worker = worker
         self.model_name = model_name
         self.sessions: dict[str, Session] = {}
@@ -142,6 +145,26 @@ async def gpu_use() -> dict | None:
         return None
 
 
+async def enhanced_frame(request: web.Request) -> web.Response:
+    """The newest frame a session handed to the model, as JPEG: what the model sees, beside the preview."""
+    state = request.app[APP_STATE]
+    session = state.sessions.get(request.match_info["session"])
+    if session is None:
+        return _error(404, "no such session")
+    rgb = session.last_enhanced
+    if rgb is None:
+        return _error(404, "no frame yet")
+    jpeg = await asyncio.get_running_loop().run_in_executor(state.executor, _jpeg, rgb)
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _jpeg(rgb) -> bytes:  # noqa: ANN001 - numpy RGB frame
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[APP_STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -173,6 +196,7 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/sessions/{session}/enhanced.jpg", enhanced_frame)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
     return app

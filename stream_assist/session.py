@@ -56,6 +56,7 @@ class Session:
         self.frames_failed = 0
         self.guidance_sent = 0
         self.last_text = ""
+        self.last_enhanced: np.ndarray | None = None  # the newest frame handed to the model, for the page to show
         self.gate = ChangeGate(config.pipeline.change_threshold, config.pipeline.max_reguide_s)
         self._tasks: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
@@ -102,6 +103,7 @@ class Session:
             if self.paused or self._closing or not self.gate.admit(thumb, time.time()):
                 continue
             timeline.mark("queued")
+            self.last_enhanced = rgb
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             capture = {"estimate_ms": estimate, "truth_ms": truth}
             self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline, capture))

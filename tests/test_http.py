@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import aiohttp
+import cv2
+import numpy as np
 import pytest
 
 from stream_assist.synthetic_client import connect
@@ -50,6 +52,23 @@ async def test_metrics_follow_the_pipeline(server) -> None:
     assert samples['stream_assist_stage_seconds_count{stage="taken"}'] >= 1
     assert samples["stream_assist_frame_age_at_inference_seconds_count"] >= 1
     assert samples["stream_assist_generation_tokens_per_second"] >= 0
+
+
+async def test_enhanced_frame_shows_what_the_model_sees(server) -> None:
+    base, state = server
+    client = await connect(base, width=640, height=480)
+    try:
+        session = (await client.next_message("status"))["session"]
+        await client.next_message("guidance")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/sessions/{session}/enhanced.jpg") as res:
+                assert res.status == 200 and res.content_type == "image/jpeg"
+                image = cv2.imdecode(np.frombuffer(await res.read(), np.uint8), cv2.IMREAD_COLOR)
+            async with http.get(f"{base}/sessions/nosuchsession/enhanced.jpg") as res:
+                assert res.status == 404
+    finally:
+        await client.close()
+    assert max(image.shape[:2]) == state.config.pipeline.max_edge  # the model's size, not the camera's
 
 
 @pytest.mark.parametrize("path", ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml"])

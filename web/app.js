@@ -321,5 +321,20 @@ ui.pause.onclick = () => {
 };
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
 ui.apply.onclick = () => send(settingsMessage());
+
+// "Show what the model sees": the newest enhanced frame, refreshed once a second beside the preview.
+const enhancedView = document.getElementById("enhanced");
+let enhancedTimer = null;
+document.getElementById("show-enhanced").onchange = (event) => {
+  clearInterval(enhancedTimer);
+  enhancedView.hidden = !event.target.checked;
+  if (!event.target.checked) return;
+  const refresh = () => {
+    const session = window.streamAssist.session;
+    if (pc && session) enhancedView.src = `/sessions/${session}/enhanced.jpg?t=${Date.now()}`;
+  };
+  refresh();
+  enhancedTimer = setInterval(refresh, 1000);
+};
 document.getElementById("dashboard").addEventListener("toggle", () => dashboard.redraw());
 ui.camera.onchange = () => { if (pc) { stop(); start(); } };
