@@ -35,7 +35,7 @@ WAYS = (
     Way("raw RGB, overview only, prompt anew", "overview", False, False),
     Way("raw RGB, overview only, prompt cached", "overview", False, True),
 )
-COLUMNS = ("encodes", "encode", "image_prefill", "text_prefill", "first_token_ms", "per_token", "total_ms")
+COLUMNS = ("encodes", "image_in", "encode", "image_prefill", "text_prefill", "first_token_ms", "per_token", "total_ms")
 
 
 def test_frame(width: int, height: int) -> np.ndarray:
@@ -53,6 +53,7 @@ def test_frame(width: int, height: int) -> np.ndarray:
 def _row(gen: Generation) -> dict[str, float]:
     return {
         "encodes": gen.image_encodes,
+        "image_in": gen.phases_ms.get("image_tokenize", 0.0),  # frame → mtmd bitmap → preprocessed tiles
         "encode": gen.phases_ms.get("encode", 0.0),
         "image_prefill": gen.phases_ms.get("image_prefill", 0.0),
         "text_prefill": gen.phases_ms.get("text_prefill", 0.0),
@@ -88,11 +89,12 @@ def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int) -
 def print_table(result: dict) -> None:
     print(f"model {result['model']} + {result['mmproj']}, frame {result['image']}, {result['threads']} threads, "
           f"{result['max_tokens']} tokens max, medians of {result['repeats']} (ms)")
-    head = ("way", "encodes", "encode", "img prefill", "txt prefill", "first token", "per token", "total")
+    head = ("way", "encodes", "image in", "encode", "img prefill", "txt prefill", "first token", "per token",
+            "total")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, r in result["ways"].items():
-        cells = [name, f"{r['encodes']:.0f}"] + [f"{r[k]:.0f}" for k in COLUMNS[1:5]] + [
+        cells = [name, f"{r['encodes']:.0f}", f"{r['image_in']:.1f}"] + [f"{r[k]:.0f}" for k in COLUMNS[2:6]] + [
             f"{r['per_token']:.1f}", f"{r['total_ms']:.0f}"]
         print("| " + " | ".join(cells) + " |")
 
