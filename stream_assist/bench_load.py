@@ -91,6 +91,8 @@ def _summarise(per_client: list[list[dict]], clients: int, size: tuple[int, int]
     age = [m["timeline"]["inference_start"] - m["timeline"]["decoded"] for m in messages]
     overhead = [(m["timeline"]["sent"] - m["timeline"]["decoded"])
                 - (m["timeline"]["done"] - m["timeline"]["inference_start"]) for m in messages]
+    own = ("sampled", "enhanced", "queued", "inference_start", "sent")  # not waiting for, nor running, the model
+    own_work = [sum(m["stages_ms"].get(s, 0.0) for s in own) for m in messages]
     last = [got[-1]["counters"] for got in per_client if got]
     queued = sum(c["queued"] for c in last)
     shares = [len(got) for got in per_client]
@@ -100,6 +102,7 @@ def _summarise(per_client: list[list[dict]], clients: int, size: tuple[int, int]
         "stages_ms": stages,
         "frame_age_at_inference_ms": _percentiles(age),
         "decoded_to_sent_without_model_ms": _percentiles(overhead),
+        "pipeline_own_work_ms": _percentiles(own_work),
         "drop_rate": round(sum(c["dropped"] for c in last) / queued, 3) if queued else 0.0,
         "guidance_per_session": shares,
         "share_spread": round((max(shares) - min(shares)) / max(shares), 3) if shares and max(shares) else 0.0,
@@ -113,7 +116,8 @@ def print_table(r: dict) -> None:
     print(f"{'':38}{'p50':>9}{'p95':>9}{'p99':>9}{'n':>6}")
     rows = [(f"stage {s}", v) for s, v in r["stages_ms"].items()] + [
         ("frame age when inference starts", r["frame_age_at_inference_ms"]),
-        ("decoded → sent, model time excluded", r["decoded_to_sent_without_model_ms"])]
+        ("decoded → sent, model time excluded", r["decoded_to_sent_without_model_ms"]),
+        ("  of which not waiting for the model", r["pipeline_own_work_ms"])]
     for name, v in rows:
         print(f"{name:38}{v['p50']:9.1f}{v['p95']:9.1f}{v['p99']:9.1f}{v['n']:6d}")
     print(f"drop rate {r['drop_rate']:.1%}, guidance per session {r['guidance_per_session']} "

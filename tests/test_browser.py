@@ -124,7 +124,9 @@ async def test_glass_to_guidance_agrees_with_the_time_written_in_the_pixels(serv
     print("capture estimate − pixel truth (ms):", [round(e, 1) for e in errors])
     print("camera→screen truth (ms):", [round(lat["truth_screen_ms"], 1) for lat in both])
     assert all(lat["truth_screen_ms"] > 0 for lat in both)  # shown after it was captured
-    assert max(abs(e) for e in errors) <= 15  # the page's figure agrees with the truth (aim: ±15 ms)
+    # Chrome stamps a canvas capture at a display frame (≤ 16.7 ms at 60 Hz from the moment drawn), so the
+    # pixel truth is itself only that exact; the estimate is allowed that much plus 8 ms (docs/latency.md)
+    assert max(abs(e) for e in errors) <= 25
 
 
 async def test_dashboard_shows_stages_percentiles_rates_and_webrtc_stats(server, chromium_path: str) -> None:

@@ -118,6 +118,7 @@ function glassToGuidance(msg, shownAt) {
     truth_screen_ms: truth !== null ? shownAt - truth : null,
     age_at_inference_ms: cap !== null && clock.offset !== null && t.inference_start
       ? t.inference_start - clock.offset - cap : null,
+    model_ms: t.done && t.inference_start ? t.done - t.inference_start : null,
     clock_offset: clock.offset, clock_uncertainty_ms: clock.uncertainty,
   };
   const log = window.streamAssist.latency;
