@@ -182,16 +182,24 @@ def _ssl_context(args: argparse.Namespace, host: str):  # noqa: ANN202 - ssl.SSL
     return None
 
 
-async def _serve_until_signal(app, config: Config, context) -> None:  # noqa: ANN001 - aiohttp / ssl types
+async def _serve_until_signal(app, config: Config, context, token: str | None) -> None:  # noqa: ANN001
     """Serves until SIGINT or SIGTERM, then runs the app's shutdown (sessions closed, model freed)."""
     import asyncio
     import signal
 
+    from .access import qr_text
     from .server import start_site
 
     runner, port = await start_site(app, config.server.host, config.server.port, context)
-    for url in urls_to_open(config.server.host, port, context is not None):
+    urls = [url + (f"?token={token}" if token else "") for url in urls_to_open(config.server.host, port,
+                                                                               context is not None)]
+    for url in urls:
         print(f"stream-assist: open {url}", flush=True)
+    if token:
+        print(f"stream-assist: an access token is required from other machines; scan to open {urls[-1]}")
+        print(qr_text(urls[-1]), flush=True)
+        if context is None:
+            print("stream-assist: phones allow the camera only over HTTPS: add --self-signed", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -216,8 +224,8 @@ def serve(args: argparse.Namespace) -> int:
     model = VisionModel(files, config.model)
     worker = InferenceWorker(model)
     worker.start()
-    app = make_app(ServerState(config, worker, files.text.name))
-    asyncio.run(_serve_until_signal(app, config, context))
+    state = ServerState(config, worker, files.text.name)
+    asyncio.run(_serve_until_signal(make_app(state), config, context, state.token))
     return 0
 
 

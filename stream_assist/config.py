@@ -24,6 +24,7 @@ class ServerConfig:
     port: int = 8080
     max_sessions: int = 8
     max_body_bytes: int = 65536
+    token: str = ""  # access token; empty: none on a loopback address, a new one at each start otherwise
 
 
 @dataclass

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .access import middleware, resolve_token
 from .config import Config
 from .enhancement import warm_up
 from .hardware import apply_hardware_defaults
@@ -49,6 +50,7 @@ class ServerState:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
         self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())])
         self.cpu_sample = (time.monotonic(), time.process_time())
+        self.token = resolve_token(config.server.host, config.server.token)
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
@@ -189,7 +191,7 @@ async def _shutdown(app: web.Application) -> None:
 
 def make_app(state: ServerState) -> web.Application:
     """The aiohttp application; the worker must already be started and is stopped on shutdown."""
-    app = web.Application(client_max_size=state.config.server.max_body_bytes)
+    app = web.Application(client_max_size=state.config.server.max_body_bytes, middlewares=[middleware(state.token)])
     app[APP_STATE] = state
     app.router.add_get("/", index)
     app.router.add_post("/offer", offer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from stream_assist.config import Config
 from stream_assist.inference_worker import InferenceWorker
 from stream_assist.model_source import ModelFiles
 from stream_assist.random_model import write_pair
-from stream_assist.server import APP_STATE, ServerState, make_app, start_site
+from stream_assist.server import ServerState, make_app, start_site
 from stream_assist.vision_model import VisionModel
 
 
@@ -51,18 +52,26 @@ def vision_model(tiny_files: ModelFiles):
     model.close()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def server(vision_model: VisionModel) -> AsyncIterator[tuple[str, ServerState]]:
-    """The real app on a free loopback port, serving the tiny model; yields (base URL, state)."""
-    worker = InferenceWorker(vision_model)
+@contextlib.asynccontextmanager
+async def running_server(model: VisionModel, config: Config) -> AsyncIterator[tuple[str, ServerState]]:
+    """The real app on a free loopback port, serving model; yields (base URL, state)."""
+    worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(small_config(), worker, "tiny")
+    state = ServerState(config, worker, "tiny")
     app = make_app(state)
     app.on_shutdown.clear()  # the model belongs to the vision_model fixture
     runner, port = await start_site(app, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{port}", app[APP_STATE]
-    for session in list(state.sessions.values()):
-        await session.close()
-    await runner.cleanup()
-    worker.stop()
-    state.executor.shutdown()
+    try:
+        yield f"http://127.0.0.1:{port}", state
+    finally:
+        for session in list(state.sessions.values()):
+            await session.close()
+        await runner.cleanup()
+        worker.stop()
+        state.executor.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def server(vision_model: VisionModel) -> AsyncIterator[tuple[str, ServerState]]:
+    async with running_server(vision_model, small_config()) as running:
+        yield running

@@ -151,3 +151,24 @@ async def test_dashboard_shows_stages_percentiles_rates_and_webrtc_stats(server,
     screen_row = next(r for r in table if r.startswith("camera → screen"))
     assert "–" not in screen_row  # the capture estimate is available, so the figure is there
     assert "processed" in rates and "tok/s" in rates
+
+
+async def test_page_with_the_token_in_its_url_streams_from_a_protected_server(vision_model, chromium_path) -> None:
+    from stream_assist.config import Config
+
+    from .conftest import running_server
+
+    config = Config()
+    config.server.token = "page-token"
+    async with running_server(vision_model, config) as (base, _):
+        async with open_page(base, chromium_path) as page:
+            await page.goto(base + "/?token=page-token")
+            await page.click("#dashboard summary")
+            await page.click("#start")
+            await page.wait_for_function("window.streamAssist.firstGuidanceAt !== null", timeout=120_000)
+            await page.wait_for_function("document.getElementById('server').textContent.includes('CPU')",
+                                         timeout=30_000)
+            await page.goto(base + "/")  # the same page without the token is refused
+            await page.click("#start")
+            await page.wait_for_function("!document.getElementById('error').hidden", timeout=30_000)
+            assert "token" in await page.text_content("#error")

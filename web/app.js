@@ -10,6 +10,9 @@ const ui = {
   stats: $("stats"), state: $("state"),
 };
 const HISTORY_LENGTH = 8;
+// From another machine the server wants the access token it printed; it comes in this page's URL.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const authHeaders = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
 
 let pc = null;
 let channel = null;
@@ -19,7 +22,7 @@ let paused = false;
 // Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
 // `handle` takes a data-channel event, so tests can drive the page's protocol handling directly.
 window.streamAssist = {
-  startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null, latency: [],
+  startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null, latency: [], authHeaders,
 };
 
 function setState(text) { ui.state.textContent = text; }
@@ -236,7 +239,7 @@ async function start() {
     await waitForIceGathering(pc);
     const res = await fetch("/offer", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...authHeaders },
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
     });
     const answer = await res.json();
@@ -332,7 +335,8 @@ document.getElementById("show-enhanced").onchange = (event) => {
   if (!event.target.checked) return;
   const refresh = () => {
     const session = window.streamAssist.session;
-    if (pc && session) enhancedView.src = `/sessions/${session}/enhanced.jpg?t=${Date.now()}`;
+    const token = TOKEN ? `&token=${encodeURIComponent(TOKEN)}` : "";
+    if (pc && session) enhancedView.src = `/sessions/${session}/enhanced.jpg?t=${Date.now()}${token}`;
   };
   refresh();
   enhancedTimer = setInterval(refresh, 1000);

@@ -91,7 +91,7 @@ const dashboard = (() => {
 
   async function poll() {
     try {
-      const s = await (await fetch("/stats")).json();
+      const s = await (await fetch("/stats", { headers: window.streamAssist.authHeaders })).json();
       const gpu = s.gpu ? ` · GPU ${s.gpu.utilization_percent}% · ${s.gpu.memory_used_mib} MiB` : " · no GPU";
       el("server").textContent = `server: CPU ${s.cpu_percent.toFixed(0)}% of ${s.cpu_cores} cores${gpu} · ` +
         `sessions ${s.sessions} · worker ${s.worker_busy ? "busy" : "idle"}`;
