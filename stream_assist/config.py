@@ -73,6 +73,7 @@ class EnhancementConfig:
 class ChannelConfig:
     max_message_bytes: int = 4096
     max_prompt_chars: int = 500
+    max_messages_per_s: float = 20.0  # sustained rate of browser messages; bursts up to twice it
 
 
 @dataclass
@@ -146,6 +147,7 @@ def validate(config: Config) -> Config:
         (config.pipeline.queue in ("slot", "fifo"), "pipeline.queue must be slot or fifo"),
         (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
+        (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
     ]
     for ok, message in checks:
         if not ok:

@@ -106,6 +106,23 @@ def parse_clock_ping(raw: str | bytes) -> float:
     return float(t0)
 
 
+class RateLimit:
+    """Token bucket: `rate` messages a second sustained, bursts up to twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.capacity = rate, 2 * rate
+        self.tokens, self.last = self.capacity, None
+
+    def allow(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 def encode(kind: str, **fields: Any) -> str:
     """A server → browser message as JSON text."""
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))

@@ -58,6 +58,8 @@ class Session:
         self.last_text = ""
         self.last_enhanced: np.ndarray | None = None  # the newest frame handed to the model, for the page to show
         self.gate = ChangeGate(config.pipeline.change_threshold, config.pipeline.max_reguide_s)
+        self.rate = protocol.RateLimit(config.channel.max_messages_per_s)
+        self.refused = 0  # messages over the rate limit: answered with one error, then dropped quietly
         self._tasks: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
         self._closing = False
@@ -169,6 +171,8 @@ class Session:
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
         received = time.time() * 1000.0
+        if not self.rate.allow(time.monotonic()):
+            return  # the clock shares the session's message budget
         try:
             t0 = protocol.parse_clock_ping(raw)
         except protocol.ProtocolError as e:
@@ -184,6 +188,12 @@ class Session:
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
+        if not self.rate.allow(time.monotonic()):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:  # a flood must not become a flood of errors
+                self.send("error", code="rate_limited",
+                          message=f"more than {channel_cfg.max_messages_per_s:g} messages a second; slow down")
+            return
         try:
             message = protocol.parse_client_message(raw, channel_cfg.max_message_bytes, channel_cfg.max_prompt_chars)
         except protocol.ProtocolError as e:

@@ -45,3 +45,13 @@ def test_bad_messages_are_refused_with_a_code(raw, code) -> None:
 
 def test_encode_is_compact_json_with_type() -> None:
     assert json.loads(encode("status", state="ready")) == {"type": "status", "state": "ready"}
+
+
+def test_rate_limit_allows_bursts_then_the_sustained_rate() -> None:
+    from stream_assist.protocol import RateLimit
+
+    limit = RateLimit(rate=10)
+    assert sum(limit.allow(0.0) for _ in range(50)) == 20  # burst: twice the rate
+    assert not limit.allow(0.05)  # half a token earned
+    assert limit.allow(0.1)  # one earned
+    assert sum(limit.allow(1.1) for _ in range(50)) == 10  # a second later: ten more

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from stream_assist.protocol import RateLimit
 from stream_assist.synthetic_client import connect
 from stream_assist.timeline import STAGES
 
@@ -98,6 +99,7 @@ async def test_still_scene_is_not_asked_again_until_it_changes(server) -> None:
     try:
         session = state.sessions[(await client.next_message("status"))["session"]]
         session.gate.threshold = 3.0  # this session gates as the default configuration does
+        session.rate = RateLimit(10_000)  # the test asks for counters as fast as they come back
         client.camera.still = True
         first = await client.next_message("guidance")
         while True:  # ask for counters until the gate has turned frames away
@@ -130,3 +132,20 @@ async def test_clock_channel_answers_pings_and_refuses_other_messages(server) ->
         assert (await client.next_message("error"))["code"] == "bad_field"
     finally:
         await client.close()
+
+
+async def test_a_flood_of_messages_is_cut_off_and_other_sessions_keep_guidance(server) -> None:
+    base, _ = server
+    bystander = await connect(base)
+    flooder = await connect(base)
+    try:
+        await bystander.next_message("guidance")
+        for _ in range(300):
+            flooder.send({"type": "settings", "task": "again"})
+        error = await flooder.next_message("error")
+        assert error["code"] == "rate_limited"
+        before = (await bystander.next_message("guidance"))["frame_id"]
+        assert (await bystander.next_message("guidance"))["frame_id"] > before
+    finally:
+        await flooder.close()
+        await bystander.close()
