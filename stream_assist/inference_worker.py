@@ -69,6 +69,7 @@ class InferenceWorker:
         self.busy_since: float | None = None
         self.jobs_done = 0
         self.jobs_failed = 0
+        self.restarts = 0  # times the serving loop died of an unexpected error and was started again
 
     def new_slot(self, kind: str = "slot") -> FrameSlot[Job] | FrameFifo[Job]:
         """A drop-stale slot (or, for comparison in benchmarks, a plain FIFO) that wakes this worker."""
@@ -86,7 +87,7 @@ class InferenceWorker:
 
     def start(self) -> None:
         self._running = True
-        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="inference-worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -128,6 +129,16 @@ class InferenceWorker:
             client.on_partial(job, "".join(pieces))
 
         return on_text
+
+    def _supervise(self) -> None:
+        """Runs the serving loop, and runs it again if it dies of an error outside any one job."""
+        while self._running:
+            try:
+                self._run()
+            except Exception:
+                self.restarts += 1
+                self.busy_since = None
+                log.exception("the inference worker's loop died; restarting it (%d so far)", self.restarts)
 
     def _run(self) -> None:
         while (picked := self._next_job()) is not None:

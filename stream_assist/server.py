@@ -113,6 +113,7 @@ async def health(request: web.Request) -> web.Response:
         "model_loaded": True,
         "model": state.model_name,
         "worker_alive": state.worker.alive,
+        "worker_restarts": state.worker.restarts,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
     })

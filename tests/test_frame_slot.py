@@ -118,3 +118,31 @@ def test_fifo_baseline_keeps_every_frame_in_order() -> None:
         assert fifo.put(job(i)) is False
     assert [fifo.take().frame_id for _ in range(3)] == [1, 2, 3]
     assert fifo.take() is None and fifo.counters.dropped == 0 and fifo.counters.taken == 3
+
+
+def test_worker_loop_that_dies_is_restarted_and_serves_on() -> None:
+    model = GatedModel()
+    worker = InferenceWorker(model)
+    slot = worker.new_slot()
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    worker.register("a", slot, collect(outcomes, done))
+    original = worker._next_job
+    calls = []
+
+    def broken_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug outside any job")
+        return original()
+
+    worker._next_job = broken_once
+    worker.start()
+    try:
+        slot.put(job(1))
+        assert model.started.acquire(timeout=30)
+        model.release.release()
+        assert done.acquire(timeout=30)
+    finally:
+        worker.stop()
+    assert worker.restarts == 1 and [o.job.frame_id for o in outcomes] == [1]
