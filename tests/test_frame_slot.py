@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,6 +43,27 @@ def collect(outcomes: list[Outcome], done: threading.Semaphore):
     return on_outcome
 
 
+@dataclass
+class Rig:
+    """A worker on a GatedModel with one registered slot, and what it hands back."""
+
+    model: GatedModel
+    worker: InferenceWorker
+    slot: object
+    outcomes: list[Outcome]
+    done: threading.Semaphore
+
+
+def rig() -> Rig:
+    model = GatedModel()
+    worker = InferenceWorker(model)
+    slot = worker.new_slot()
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    worker.register("a", slot, collect(outcomes, done))
+    return Rig(model, worker, slot, outcomes, done)
+
+
 def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
     worker = InferenceWorker(GatedModel())
     slot = worker.new_slot()
@@ -54,12 +76,8 @@ def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
 
 
 def test_busy_worker_gets_the_newest_frame_when_it_becomes_free() -> None:
-    model = GatedModel()
-    worker = InferenceWorker(model)
-    slot = worker.new_slot()
-    outcomes: list[Outcome] = []
-    done = threading.Semaphore(0)
-    worker.register("a", slot, collect(outcomes, done))
+    r = rig()
+    model, worker, slot, outcomes, done = r.model, r.worker, r.slot, r.outcomes, r.done
     worker.start()
     try:
         newest_when_free = []
@@ -121,12 +139,8 @@ def test_fifo_baseline_keeps_every_frame_in_order() -> None:
 
 
 def test_worker_loop_that_dies_is_restarted_and_serves_on() -> None:
-    model = GatedModel()
-    worker = InferenceWorker(model)
-    slot = worker.new_slot()
-    outcomes: list[Outcome] = []
-    done = threading.Semaphore(0)
-    worker.register("a", slot, collect(outcomes, done))
+    r = rig()
+    model, worker, slot, outcomes, done = r.model, r.worker, r.slot, r.outcomes, r.done
     original = worker._next_job
     calls = []
 
