@@ -82,6 +82,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--queue", choices=("slot", "fifo"), default="slot")
     load.add_argument("--threads", type=int, default=0, help="llama.cpp threads in the server (0: all cores)")
     load.add_argument("--json", action="store_true")
+    soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
+    _model_choice(soak)
+    soak.add_argument("--cycles", type=int, default=200)
+    soak.add_argument("--json", action="store_true")
     enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
     bench_enhance.add_arguments(enh)
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
@@ -122,6 +126,10 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     files = bench_model_files(args)
+    if args.bench == "soak":
+        from . import bench_soak
+
+        return bench_soak.main(files, args.cycles, args.json)
     if args.bench == "load":
         from . import bench_load
 
