@@ -149,3 +149,25 @@ async def test_a_flood_of_messages_is_cut_off_and_other_sessions_keep_guidance(s
     finally:
         await flooder.close()
         await bystander.close()
+
+
+async def test_a_frame_that_fails_to_convert_is_counted_and_skipped(server) -> None:
+    base, state = server
+    client = await connect(base)
+    try:
+        session = state.sessions[(await client.next_message("status"))["session"]]
+        prepare, broken = session._prepare, []
+
+        def fails_once(item, timeline):  # a corrupt frame, injected at the conversion step
+            if not broken:
+                broken.append(item.frame_id)
+                raise ValueError("corrupt frame")
+            return prepare(item, timeline)
+
+        session._prepare = fails_once
+        guidance = await client.next_message("guidance")
+        while not guidance["counters"]["failed"]:
+            guidance = await client.next_message("guidance")
+        assert guidance["counters"]["failed"] == 1 and guidance["frame_id"] > broken[0]
+    finally:
+        await client.close()
