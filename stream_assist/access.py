@@ -2,7 +2,7 @@
 
 Bound to a loopback address, no token is needed (only local programs can connect). Bound to any other
 address, the server requires a token — the configured one, or one generated at start — on every request
-that starts a session or reads data: `POST /offer`, `/stats`, `/metrics`, `/sessions/…`. The pages
+that starts a session or reads data: `POST /offer`, `/ice`, `/stats`, `/metrics`, `/sessions/…`. The pages
 themselves hold nothing and load without it; the page reads the token from its URL (`?token=…`, printed
 at start and shown as a QR code for phones) and sends it as `Authorization: Bearer …`. Tokens are compared
 in constant time.
@@ -17,7 +17,7 @@ import secrets
 
 from aiohttp import web
 
-PROTECTED_PREFIXES = ("/offer", "/stats", "/metrics", "/sessions/")
+PROTECTED_PREFIXES = ("/offer", "/ice", "/stats", "/metrics", "/sessions/")
 
 
 def is_loopback(host: str) -> bool:

@@ -25,6 +25,9 @@ class ServerConfig:
     max_sessions: int = 8
     max_body_bytes: int = 65536
     token: str = ""  # access token; empty: none on a loopback address, a new one at each start otherwise
+    ice_urls: str = ""  # comma-separated STUN/TURN URLs for users beyond one network (e.g. a coturn server)
+    ice_username: str = ""  # TURN username, if the TURN server wants one
+    ice_credential: str = ""  # TURN password
 
 
 @dataclass
@@ -124,6 +127,9 @@ def validate(config: Config) -> Config:
         (0 <= config.server.port < 65536, "server.port must be 0..65535 (0: any free port)"),
         (config.server.max_sessions >= 1, "server.max_sessions must be at least 1"),
         (config.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024"),
+        (all(u.strip().split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
+             for u in config.server.ice_urls.split(",") if u.strip()),
+         "server.ice_urls must be comma-separated stun:, stuns:, turn: or turns: URLs"),
         (config.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
         (config.model.n_threads >= 0, "model.n_threads must be 0 (all cores) or more"),
         (config.model.max_tokens >= 1, "model.max_tokens must be at least 1"),

@@ -18,7 +18,7 @@ from typing import Any
 
 import cv2
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .access import middleware, resolve_token
@@ -58,6 +58,17 @@ class ServerState:
             self.metrics.retire(session.counters())
 
 
+def ice_servers(config: Config) -> list[dict]:
+    """The configured STUN/TURN servers, as RTCIceServer dictionaries (what browsers and aiortc take)."""
+    urls = [u.strip() for u in config.server.ice_urls.split(",") if u.strip()]
+    if not urls:
+        return []
+    server: dict = {"urls": urls}
+    if config.server.ice_username:
+        server.update(username=config.server.ice_username, credential=config.server.ice_credential)
+    return [server]
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -93,7 +104,7 @@ async def offer(request: web.Request) -> web.Response:
     if len(state.sessions) >= state.config.server.max_sessions:
         return _error(503, f"server is full ({state.config.server.max_sessions} sessions); try again later")
 
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(state.config)]))
     session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed)
     state.sessions[session.id] = session
     try:
@@ -117,6 +128,11 @@ async def health(request: web.Request) -> web.Response:
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
     })
+
+
+async def ice(request: web.Request) -> web.Response:
+    """The ICE servers the page should use too (TURN credentials included, so behind the token)."""
+    return web.json_response({"iceServers": ice_servers(request.app[APP_STATE].config)})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -199,6 +215,7 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/ice", ice)
     app.router.add_get("/sessions/{session}/enhanced.jpg", enhanced_frame)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)

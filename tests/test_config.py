@@ -50,3 +50,15 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_ice_servers_from_config() -> None:
+    from stream_assist.server import ice_servers
+
+    config = config_from_dict({"server": {"ice_urls": "stun:a.example:3478, turn:a.example:3478?transport=udp",
+                                          "ice_username": "u", "ice_credential": "p"}})
+    assert ice_servers(config) == [{"urls": ["stun:a.example:3478", "turn:a.example:3478?transport=udp"],
+                                    "username": "u", "credential": "p"}]
+    assert ice_servers(config_from_dict({})) == []
+    with pytest.raises(ConfigError, match="ice_urls"):
+        config_from_dict({"server": {"ice_urls": "http://a.example"}})

@@ -34,6 +34,13 @@ async def test_health_and_page(server) -> None:
             assert res.status == 200
 
 
+async def test_page_gets_the_ice_servers(server) -> None:
+    base, _ = server
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/ice") as res:
+            assert res.status == 200 and await res.json() == {"iceServers": []}
+
+
 async def test_metrics_follow_the_pipeline(server) -> None:
     base, _ = server
     client = await connect(base)

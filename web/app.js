@@ -225,7 +225,9 @@ async function start() {
     ui.preview.srcObject = stream;
     listCameras().catch(() => {});
 
-    pc = new RTCPeerConnection({ iceServers: [] });
+    const ice = await (await fetch("/ice", { headers: authHeaders })).json();
+    if (ice.error) throw new Error(ice.error);
+    pc = new RTCPeerConnection({ iceServers: ice.iceServers });
     channel = pc.createDataChannel("guidance");
     channel.onmessage = onMessage;
     channel.onopen = () => { send(settingsMessage()); if (paused) send({ type: "pause" }); };
