@@ -41,6 +41,7 @@ class ModelConfig:
     max_tokens: int = 48
     temperature: float = 0.0
     cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
+    timeout_s: float = 60.0  # an answer still generating after this long is abandoned (checked between tokens)
     slicing: str = "overview"  # overview: one image encode per frame | full: overview + tiles (more detail, slower)
 
 
@@ -136,6 +137,7 @@ def validate(config: Config) -> Config:
         (config.model.temperature >= 0, "model.temperature must not be negative"),
         (config.model.cpu_extra_buffers in ("auto", "on", "off"), "model.cpu_extra_buffers must be auto, on or off"),
         (config.model.slicing in ("overview", "full"), "model.slicing must be overview or full"),
+        (config.model.timeout_s > 0, "model.timeout_s must be positive"),
         (bool(config.model.model_path) == bool(config.model.mmproj_path),
          "model.model_path and model.mmproj_path go together"),
         (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),

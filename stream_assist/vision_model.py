@@ -334,9 +334,12 @@ class VisionModel:
         generated = 0
         t_gen = time.perf_counter()
         vocab = llm._model.vocab
+        deadline = time.monotonic() + self.config.timeout_s
         for _ in range(self.config.max_tokens):
             if llm.n_tokens >= llm.n_ctx():
                 break
+            if time.monotonic() > deadline:  # a runaway answer must not hold every session's worker
+                raise TimeoutError(f"no complete answer within {self.config.timeout_s:g} s")
             token = llm.sample(temp=self.config.temperature, top_k=40, top_p=0.95, min_p=0.05)
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break

@@ -117,3 +117,14 @@ def test_serve_with_missing_model_exits_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [f"stream-assist: error: model file not found: {tmp_path / 'm.gguf'}"]
+
+
+def test_an_answer_past_its_time_limit_is_abandoned_and_the_next_one_works(tiny_files: ModelFiles) -> None:
+    model = VisionModel(tiny_files, ModelConfig(n_ctx=512, max_tokens=8, n_threads=1, timeout_s=1e-9))
+    try:
+        with pytest.raises(TimeoutError, match="no complete answer"):
+            model.describe(scene(), "Describe.")
+        model.config.timeout_s = 60.0
+        assert model.describe(scene(), "Describe.").completion_tokens >= 1  # state left consistent
+    finally:
+        model.close()
