@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_source import ModelFiles
+from .server_process import start_server_process
 from .synthetic_client import Client, connect
 from .timeline import STAGES
 
@@ -35,18 +35,6 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "p99": round(float(p99), 1), "n": len(values)}
 
 
-async def _start_server(files: ModelFiles, config_path: Path) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream_assist", "serve", "--port", "0", "--model", str(files.text),
-        "--mmproj", str(files.mmproj), "--config", str(config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    line = await asyncio.wait_for(proc.stdout.readline(), 600)
-    if not line.startswith(b"stream-assist: open "):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.decode().split("open ", 1)[1].strip().rstrip("/")
-
-
 def _collect(client: Client, into: list[dict]) -> None:
     while not client.messages.empty():
         msg = client.messages.get_nowait()
@@ -61,7 +49,7 @@ async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: f
         config_path.write_text(
             f"[server]\nmax_sessions = {clients}\n[model]\nn_ctx = 4096\nn_threads = {threads}\n"
             f"[pipeline]\nqueue = \"{queue}\"\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n")
-        proc, url = await _start_server(files, config_path)
+        proc, url = await start_server_process(files, "--config", str(config_path))
         peers: list[Client] = []
         try:
             peers = [await connect(url, size[0], size[1], fps) for _ in range(clients)]

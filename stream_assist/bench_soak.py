@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from .bench_load import _start_server
 from .model_source import ModelFiles
+from .server_process import start_server_process
 from .synthetic_client import connect
 
 WARM_CYCLES = 10
@@ -42,7 +42,7 @@ async def _wait_idle(url: str) -> None:
 async def measure(files: ModelFiles, cycles: int) -> dict:
     config = Path(os.environ.get("TMPDIR", "/tmp")) / f"soak-{os.getpid()}.toml"
     config.write_text("[pipeline]\nchange_threshold = 0.0\n")
-    proc, url = await _start_server(files, config)
+    proc, url = await start_server_process(files, "--config", str(config))
     try:
         baseline = process_figures(proc.pid)
         warm = baseline

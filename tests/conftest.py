@@ -14,6 +14,7 @@ from stream_assist.inference_worker import InferenceWorker
 from stream_assist.model_source import ModelFiles
 from stream_assist.random_model import write_pair
 from stream_assist.server import ServerState, make_app, start_site
+from stream_assist.synthetic_client import Client
 from stream_assist.vision_model import VisionModel
 
 
@@ -75,3 +76,9 @@ async def running_server(model: VisionModel, config: Config) -> AsyncIterator[tu
 async def server(vision_model: VisionModel) -> AsyncIterator[tuple[str, ServerState]]:
     async with running_server(vision_model, small_config()) as running:
         yield running
+
+
+async def keeps_streaming(client: Client) -> None:
+    """Asserts that a session still gets guidance: two more, about newer and newer frames."""
+    before = (await client.next_message("guidance"))["frame_id"]
+    assert (await client.next_message("guidance"))["frame_id"] > before

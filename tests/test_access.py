@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +13,7 @@ import pytest
 from stream_assist.access import is_loopback, resolve_token
 from stream_assist.config import Config
 from stream_assist.model_source import ModelFiles
+from stream_assist.server_process import start_server_process
 from stream_assist.synthetic_client import connect
 
 from .conftest import running_server
@@ -53,14 +53,10 @@ async def test_protected_routes_need_the_token(vision_model) -> None:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_serving_beyond_loopback_prints_a_token_url_and_qr(tiny_files: ModelFiles, tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream_assist", "serve", "--host", "0.0.0.0", "--port", "0",
-        "--model", str(tiny_files.text), "--mmproj", str(tiny_files.mmproj),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp_path)})
+    proc, url = await start_server_process(tiny_files, "--host", "0.0.0.0", env={**os.environ, "HOME": str(tmp_path)},
+                                           timeout=120)
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
-        assert line.startswith("stream-assist: open http://127.0.0.1:") and "?token=" in line
-        url = line.split("open ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:") and "?token=" in url
         base, token = url.split("/?token=")
         async with aiohttp.ClientSession() as http:
             async with http.get(base + "/metrics") as res:

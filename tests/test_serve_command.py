@@ -6,27 +6,21 @@ import asyncio
 import os
 import signal
 import ssl
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from stream_assist.model_source import ModelFiles
+from stream_assist.server_process import start_server_process
 from stream_assist.synthetic_client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def start_server(files: ModelFiles, home: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
-    env = {**os.environ, "HOME": str(home)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream_assist", "serve", "--port", "0", "--model", str(files.text),
-        "--mmproj", str(files.mmproj), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    line = await asyncio.wait_for(proc.stdout.readline(), 120)
-    assert line.startswith(b"stream-assist: open "), line
-    return proc, line.decode().split("open ", 1)[1].strip().rstrip("/")
+    return await start_server_process(files, *extra, env={**os.environ, "HOME": str(home)}, keep_stderr=True,
+                                      timeout=120)
 
 
 async def test_sigterm_tells_sessions_closes_them_and_exits(tiny_files: ModelFiles, tmp_path: Path) -> None:

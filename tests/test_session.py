@@ -11,6 +11,8 @@ from stream_assist.protocol import RateLimit
 from stream_assist.synthetic_client import connect
 from stream_assist.timeline import STAGES
 
+from .conftest import keeps_streaming
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -74,8 +76,7 @@ async def test_bad_channel_messages_get_errors_while_another_session_keeps_guida
         # both sessions still work: the offender's settings are unchanged, the bystander still gets guidance
         offender.send({"type": "settings"})
         assert (await offender.next_message("status"))["preset"] == "describe"
-        before = (await bystander.next_message("guidance"))["frame_id"]
-        assert (await bystander.next_message("guidance"))["frame_id"] > before
+        await keeps_streaming(bystander)
     finally:
         await offender.close()
         await bystander.close()
@@ -144,8 +145,7 @@ async def test_a_flood_of_messages_is_cut_off_and_other_sessions_keep_guidance(s
             flooder.send({"type": "settings", "task": "again"})
         error = await flooder.next_message("error")
         assert error["code"] == "rate_limited"
-        before = (await bystander.next_message("guidance"))["frame_id"]
-        assert (await bystander.next_message("guidance"))["frame_id"] > before
+        await keeps_streaming(bystander)
     finally:
         await flooder.close()
         await bystander.close()
