@@ -27,6 +27,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mmproj", help="local projector GGUF, with --model")
     p.add_argument("--variant", choices=sorted(VARIANTS), help="SmolVLM variant from the hub (default 500m)")
     p.add_argument("--n-gpu-layers", type=int, help="layers on the GPU (-1: all, on a GPU build)")
+    p.add_argument("--endpoint", action="append", metavar="URL",
+                   help="an OpenAI-compatible server (e.g. http://gpu1:8080/v1) to run the model on instead of "
+                        "this process; repeat for several (sets model.backend = openai)")
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
@@ -156,6 +159,9 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         config.model.variant = args.variant
     if args.n_gpu_layers is not None:
         config.model.n_gpu_layers = args.n_gpu_layers
+    if args.endpoint:
+        config.model.backend = "openai"
+        config.openai.endpoints = ",".join(args.endpoint)
     return validate(config)
 
 
@@ -223,16 +229,20 @@ def serve(args: argparse.Namespace) -> int:
 
     from .inference_worker import InferenceWorker
     from .model_source import resolve
+    from .remote_model import RemoteModel
     from .server import ServerState, make_app
     from .vision_model import VisionModel
 
     config = apply_overrides(load_config(args.config), args)
     context = _ssl_context(args, config.server.host)
-    files = resolve(config.model)
-    model = VisionModel(files, config.model)
+    if config.model.backend == "openai":
+        model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
+    else:
+        files = resolve(config.model)
+        model, name = VisionModel(files, config.model), files.text.name
     worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(config, worker, files.text.name)
+    state = ServerState(config, worker, name)
     asyncio.run(_serve_until_signal(make_app(state), config, context, state.token))
     return 0
 

@@ -28,10 +28,12 @@ class ServerConfig:
     ice_urls: str = ""  # comma-separated STUN/TURN URLs for users beyond one network (e.g. a coturn server)
     ice_username: str = ""  # TURN username, if the TURN server wants one
     ice_credential: str = ""  # TURN password
+    peer_timeout_s: float = 15.0  # a session whose browser sends no video for this long is closed (it vanished)
 
 
 @dataclass
 class ModelConfig:
+    backend: str = "embedded"  # embedded: llama-cpp-python in this process | openai: the [openai] endpoints
     variant: str = "500m"  # a key of model_source.VARIANTS, used when no local paths are given
     model_path: str = ""  # local text-model GGUF; overrides `variant`
     mmproj_path: str = ""  # local projector GGUF; required with model_path
@@ -43,6 +45,21 @@ class ModelConfig:
     cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
     timeout_s: float = 60.0  # an answer still generating after this long is abandoned (checked between tokens)
     slicing: str = "overview"  # overview: one image encode per frame | full: overview + tiles (more detail, slower)
+
+
+@dataclass
+class OpenAIConfig:
+    """OpenAI-compatible chat-completions endpoints, used when model.backend = "openai"."""
+
+    endpoints: str = ""  # comma-separated base URLs, e.g. "http://gpu1:8080/v1,http://gpu2:8080/v1"
+    model: str = ""  # model name sent with each request; empty: the first one an endpoint lists
+    api_key: str = ""  # sent as a bearer token; empty: none
+    parallel: int = 1  # requests one endpoint serves at once (its server's parallel slots)
+    timeout_s: float = 30.0  # a request with no complete answer after this long fails (and is retried elsewhere)
+    connect_timeout_s: float = 3.0
+    health_interval_s: float = 5.0  # a healthy endpoint is checked this often
+    max_backoff_s: float = 30.0  # a failing endpoint is checked after 0.5 s, then twice as long each time, up to this
+    jpeg_quality: int = 90  # frames travel as JPEG data URLs
 
 
 @dataclass
@@ -84,6 +101,7 @@ class ChannelConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
@@ -131,6 +149,18 @@ def validate(config: Config) -> Config:
         (all(u.strip().split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
              for u in config.server.ice_urls.split(",") if u.strip()),
          "server.ice_urls must be comma-separated stun:, stuns:, turn: or turns: URLs"),
+        (config.server.peer_timeout_s > 0, "server.peer_timeout_s must be positive"),
+        (config.model.backend in ("embedded", "openai"), "model.backend must be embedded or openai"),
+        (config.model.backend != "openai" or bool(endpoint_urls(config.openai)),
+         "model.backend = openai needs openai.endpoints"),
+        (all(u.startswith(("http://", "https://")) for u in endpoint_urls(config.openai)),
+         "openai.endpoints must be comma-separated http:// or https:// URLs"),
+        (config.openai.parallel >= 1, "openai.parallel must be at least 1"),
+        (config.openai.timeout_s > 0, "openai.timeout_s must be positive"),
+        (config.openai.connect_timeout_s > 0, "openai.connect_timeout_s must be positive"),
+        (config.openai.health_interval_s > 0, "openai.health_interval_s must be positive"),
+        (config.openai.max_backoff_s >= 0.5, "openai.max_backoff_s must be at least 0.5"),
+        (1 <= config.openai.jpeg_quality <= 100, "openai.jpeg_quality must be 1..100"),
         (config.model.n_ctx >= 256, "model.n_ctx must be at least 256"),
         (config.model.n_threads >= 0, "model.n_threads must be 0 (all cores) or more"),
         (config.model.max_tokens >= 1, "model.max_tokens must be at least 1"),
@@ -161,6 +191,11 @@ def validate(config: Config) -> Config:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def endpoint_urls(config: OpenAIConfig) -> list[str]:
+    """The configured endpoint base URLs, without trailing slashes."""
+    return [u.strip().rstrip("/") for u in config.endpoints.split(",") if u.strip()]
 
 
 def load_config(path: Path | None) -> Config:

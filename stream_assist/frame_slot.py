@@ -50,6 +50,25 @@ class FrameSlot(Generic[T]):
                 self.counters.taken += 1
             return item
 
+    def newest(self, item: T) -> T:
+        """What to send now that the model is free: item, or a newer one that arrived meanwhile (item is dropped)."""
+        with self._cond:
+            if self._item is None:
+                return item
+            newer, self._item = self._item, None
+            self.counters.dropped += 1  # item was counted as taken; newer goes in its place
+            return newer
+
+    def put_back(self, item: T) -> bool:
+        """Returns an item the worker could not finish, unless a newer one arrived meanwhile (it wins)."""
+        with self._cond:
+            if self._item is not None:
+                return False
+            self._item = item
+            self.counters.taken -= 1  # it will be taken again
+            self._cond.notify_all()
+            return True
+
     def clear(self) -> None:
         """Drops the waiting item without counting it (the session is pausing or closing)."""
         with self._cond:
@@ -82,6 +101,16 @@ class FrameFifo(Generic[T]):
                 return None
             self.counters.taken += 1
             return self._items.popleft()
+
+    def newest(self, item: T) -> T:
+        return item  # a FIFO keeps every frame, in order
+
+    def put_back(self, item: T) -> bool:
+        with self._cond:
+            self._items.appendleft(item)
+            self.counters.taken -= 1
+            self._cond.notify_all()
+        return True
 
     def clear(self) -> None:
         with self._cond:

@@ -13,7 +13,13 @@ CPU_MAX_EDGE = 512  # the overview the model sees is 512 px: converting and enha
 
 
 def apply_hardware_defaults(config: Config, gpu: bool) -> Config:
-    """Fills the settings left on "auto" (pipeline.max_edge, enhancement.threads = 0) for a GPU or CPU-only build."""
+    """Fills the settings left on "auto" (pipeline.max_edge, enhancement.threads = 0) for a GPU or CPU-only build,
+    or for remote endpoints (the model is elsewhere: every core here is free, frames travel at 512 px)."""
+    if config.model.backend == "openai":
+        if config.pipeline.max_edge == 0:
+            config.pipeline.max_edge = CPU_MAX_EDGE
+        log.info("remote inference on %s: frames at %d px", config.openai.endpoints, config.pipeline.max_edge)
+        return config
     if config.pipeline.max_edge == 0:
         config.pipeline.max_edge = GPU_MAX_EDGE if gpu else CPU_MAX_EDGE
     if config.enhancement.threads == 0 and not gpu:

@@ -1,14 +1,18 @@
-"""The inference worker: one thread that owns the model and serves every session's slot in turn.
+"""The inference worker: the threads that hand every session's slot to the model in turn.
 
-Round-robin over the sessions whose slot holds a frame, so a busy session cannot starve another.
-A failed model call becomes an error for that session only; the worker goes on.
+Round-robin over the sessions whose slot holds a frame, so a busy session cannot starve another. The
+embedded model takes one frame at a time (one thread); remote endpoints take as many as they have room
+for (one thread each), with at most one frame per session in flight so its answers stay in order. A
+serving thread first waits until the model can start at once, then takes the newest frame there is.
+A failed model call becomes an error for that session only; when another endpoint may succeed, the frame
+goes back into its slot once, unless a newer one has arrived there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,8 +26,17 @@ from .vision_model import Generation
 log = logging.getLogger(__name__)
 
 
+DescribeFn = Callable[..., Generation]  # (rgb, prompt, on_text) -> Generation
+
+
 class Describer(Protocol):
-    def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None) -> Generation: ...
+    """A model: the embedded VisionModel or the RemoteModel's endpoints."""
+
+    parallel: int  # frames it can work on at once
+
+    def lease(self, stopping: threading.Event) -> contextlib.AbstractContextManager[DescribeFn | None]:
+        """Waits until a frame can start at once; yields the function to run it (None when stopping)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -37,6 +50,7 @@ class Job:
     prompt: str
     timeline: Timeline
     capture: dict[str, float | None] = field(default_factory=dict)  # browser-clock capture times, if known
+    attempts: int = 0  # model calls tried on it (a failed one on an endpoint may be retried on another)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class Outcome:
     job: Job
     generation: Generation | None = None
     error: str | None = None
+    retrying: bool = False  # the failed frame went back into its slot for another endpoint
 
 
 @dataclass
@@ -54,10 +69,11 @@ class _Client:
     slot: FrameSlot[Job]
     on_outcome: Callable[[Outcome], None]  # both called on the worker thread
     on_partial: Callable[[Job, str], None] | None
+    busy: bool = False  # a frame of this session is with the model
 
 
 class InferenceWorker:
-    """Runs jobs from registered slots on one model, one at a time, round-robin."""
+    """Runs jobs from registered slots on one model, round-robin, as many at once as the model allows."""
 
     def __init__(self, model: Describer) -> None:
         self.model = model
@@ -65,8 +81,9 @@ class InferenceWorker:
         self._clients: list[_Client] = []
         self._next = 0
         self._running = False
-        self._thread: threading.Thread | None = None
-        self.busy_since: float | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.in_progress = 0  # frames with the model now
         self.jobs_done = 0
         self.jobs_failed = 0
         self.restarts = 0  # times the serving loop died of an unexpected error and was started again
@@ -87,21 +104,25 @@ class InferenceWorker:
 
     def start(self) -> None:
         self._running = True
-        self._thread = threading.Thread(target=self._supervise, name="inference-worker", daemon=True)
-        self._thread.start()
+        self._stopping.clear()
+        self._threads = [threading.Thread(target=self._supervise, name=f"inference-worker-{i}", daemon=True)
+                         for i in range(self.model.parallel)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Stops after the job in progress; returns when the thread has ended."""
+        """Stops after the jobs in progress; returns when the threads have ended."""
         with self.wakeup:
             self._running = False
+            self._stopping.set()
             self.wakeup.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def _next_job(self) -> tuple[_Client, Job] | None:
         """Waits for a full slot, then takes from the first one after the last served (round-robin)."""
@@ -110,9 +131,11 @@ class InferenceWorker:
                 n = len(self._clients)
                 for i in range(n):
                     client = self._clients[(self._next + i) % n]
-                    job = client.slot.take()
+                    job = None if client.busy else client.slot.take()
                     if job is not None:
                         self._next = (self._next + i + 1) % n
+                        client.busy = True
+                        self.in_progress += 1
                         return client, job
                 self.wakeup.wait()
         return None
@@ -131,30 +154,45 @@ class InferenceWorker:
         return on_text
 
     def _supervise(self) -> None:
-        """Runs the serving loop, and runs it again if it dies of an error outside any one job."""
+        """Runs a serving loop, and runs it again if it dies of an error outside any one job."""
         while self._running:
             try:
                 self._run()
             except Exception:
                 self.restarts += 1
-                self.busy_since = None
-                log.exception("the inference worker's loop died; restarting it (%d so far)", self.restarts)
+                log.exception("an inference worker loop died; restarting it (%d so far)", self.restarts)
 
     def _run(self) -> None:
         while (picked := self._next_job()) is not None:
             client, job = picked
-            job.timeline.mark("taken")
-            self.busy_since = time.time()
+            outcome = None
             try:
-                outcome = Outcome(job, generation=self.model.describe(job.rgb, job.prompt, self._streamer(client, job)))
-                self.jobs_done += 1
-            except Exception as e:  # the model failed on this frame: tell this session, keep serving
-                log.exception("inference failed for session %s frame %d", client.key, job.frame_id)
-                outcome = Outcome(job, error=f"inference failed: {e}")
-                self.jobs_failed += 1
+                with self.model.lease(self._stopping) as describe:  # waits for room on an endpoint
+                    if describe is not None:
+                        outcome = self._serve(describe, client, client.slot.newest(job))
             finally:
-                self.busy_since = None
+                with self.wakeup:
+                    client.busy = False
+                    self.in_progress -= 1
+                    self.wakeup.notify_all()
+            if outcome is None:  # stopping
+                return
             try:
                 client.on_outcome(outcome)
             except Exception:
                 log.exception("delivering to session %s failed", client.key)
+
+    def _serve(self, describe: DescribeFn, client: _Client, job: Job) -> Outcome:
+        """Runs one job; a failure the model says another try may cure puts the frame back, once."""
+        job.timeline.mark("taken")
+        job.attempts += 1
+        try:
+            outcome = Outcome(job, generation=describe(job.rgb, job.prompt, self._streamer(client, job)))
+            self.jobs_done += 1
+        except Exception as e:  # the model failed on this frame: tell this session, keep serving
+            log.warning("inference failed for session %s frame %d: %s", client.key, job.frame_id, e,
+                        exc_info=not getattr(e, "retryable", False))
+            retry = getattr(e, "retryable", False) and job.attempts < 2 and client.slot.put_back(job)
+            outcome = Outcome(job, error=str(e) if retry else f"inference failed: {e}", retrying=retry)
+            self.jobs_failed += 1
+        return outcome

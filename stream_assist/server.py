@@ -117,14 +117,24 @@ async def offer(request: web.Request) -> web.Response:
     return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
 
+def endpoints(model: Any) -> list[dict]:
+    """The remote endpoints' state for /health (none for the embedded model)."""
+    pool = getattr(model, "pool", None)
+    return pool.snapshot() if pool is not None else []
+
+
 async def health(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
+    remote = endpoints(state.worker.model)
+    serving = state.worker.alive and (not remote or any(e["healthy"] for e in remote))
     return web.json_response({
-        "status": "ok" if state.worker.alive else "degraded",
+        "status": "ok" if serving else "degraded",
         "model_loaded": True,
         "model": state.model_name,
         "worker_alive": state.worker.alive,
         "worker_restarts": state.worker.restarts,
+        "worker_in_progress": state.worker.in_progress,
+        "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
     })
@@ -145,7 +155,7 @@ async def stats(request: web.Request) -> web.Response:
         "cpu_cores": os.cpu_count(),
         "gpu": await gpu_use(),
         "sessions": len(state.sessions),
-        "worker_busy": state.worker.busy_since is not None,
+        "worker_busy": state.worker.in_progress > 0,
     })
 
 

@@ -121,7 +121,8 @@ class Session:
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
         if outcome.error is not None:
-            self.send("error", code="inference_failed", message=outcome.error, frame_id=job.frame_id)
+            self.send("error", code="inference_failed", message=outcome.error, frame_id=job.frame_id,
+                      retrying=outcome.retrying)
             return
         gen = outcome.generation
         assert gen is not None
@@ -134,7 +135,7 @@ class Session:
         self.guidance_sent += 1
         repeat, self.last_text = gen.text == self.last_text, gen.text
         self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, capture=job.capture,
-                  timeline=tl.as_ms(),
+                  engine=gen.engine, timeline=tl.as_ms(),
                   stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
                   tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens, "completion": gen.completion_tokens,
                           "image_encodes": gen.image_encodes})

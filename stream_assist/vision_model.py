@@ -49,6 +49,7 @@ class Generation:
     reused_tokens: int = 0  # prompt tokens whose KV cache was kept from the previous frame
     image_encodes: int = 0  # vision-encoder runs for this frame (1 with overview-only slicing)
     phases_ms: dict[str, float] = field(default_factory=dict)  # encode, image_prefill, text_prefill, ...
+    engine: str = ""  # where it ran: "" for the embedded model, the endpoint URL for a remote one
 
 
 def cpu_advertises_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -132,6 +133,8 @@ class _Chunks:
 
 class VisionModel:
     """Owns the llama.cpp text model, its projector, and the KV cache of the fixed prompt."""
+
+    parallel = 1  # one frame at a time: the worker runs one thread for it
 
     def __init__(self, files: ModelFiles, config: ModelConfig) -> None:
         import llama_cpp.mtmd_cpp as mtmd
@@ -313,6 +316,10 @@ class VisionModel:
             self._mtmd.mtmd_bitmap_free(bitmap)
         self._eval_text(self.tokenize(tail), phases)
         return reused
+
+    def lease(self, stopping: object = None) -> contextlib.AbstractContextManager[Callable[..., Generation]]:
+        """The model is always ready for the worker's one thread: the describe function itself."""
+        return contextlib.nullcontext(self.describe)
 
     def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
                  via_jpeg: bool = False) -> Generation:

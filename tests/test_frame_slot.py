@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,13 +14,21 @@ from stream_assist.timeline import Timeline
 from stream_assist.vision_model import Generation
 
 
+class Unreachable(RuntimeError):
+    retryable = True  # as a remote endpoint's failure: another endpoint may answer
+
+
 class GatedModel:
     """Blocks in describe() until released, and says which frame it got: a worker we can hold busy."""
 
-    def __init__(self) -> None:
+    def __init__(self, parallel: int = 1) -> None:
+        self.parallel = parallel
         self.started = threading.Semaphore(0)
         self.release = threading.Semaphore(0)
         self.seen: list[str] = []
+
+    def lease(self, stopping):
+        return contextlib.nullcontext(self.describe)
 
     def describe(self, rgb, prompt, on_text=None) -> Generation:
         self.seen.append(prompt)
@@ -26,6 +36,8 @@ class GatedModel:
         assert self.release.acquire(timeout=30)
         if prompt == "explode":
             raise RuntimeError("model failure")
+        if prompt.startswith("unreachable") and prompt.count("unreachable") > self.seen.count(prompt) - 1:
+            raise Unreachable("endpoint down")
         return Generation(prompt, 0.0, 0.0, 0.0, 1, 1)
 
     def close(self) -> None:
@@ -160,3 +172,84 @@ def test_worker_loop_that_dies_is_restarted_and_serves_on() -> None:
     finally:
         worker.stop()
     assert worker.restarts == 1 and [o.job.frame_id for o in outcomes] == [1]
+
+
+def test_a_session_with_a_frame_in_flight_is_skipped_until_it_is_answered() -> None:
+    worker = InferenceWorker(GatedModel(parallel=2))
+    slots = {key: worker.new_slot() for key in "ab"}
+    for key, slot in slots.items():
+        worker.register(key, slot, lambda o: None)
+    worker._running = True
+    slots["a"].put(job(1, "a1"))
+    first = worker._next_job()
+    slots["a"].put(job(2, "a2"))  # a's answer to a1 is not in yet, so a2 must wait although a thread is free
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(worker._next_job)
+        slots["b"].put(job(1, "b1"))
+        assert [j.prompt for _, j in (first, second.result(timeout=30))] == ["a1", "b1"]
+    assert slots["a"].full and worker.in_progress == 2
+
+
+def test_parallel_model_runs_frames_of_different_sessions_at_once() -> None:
+    model = GatedModel(parallel=2)
+    worker = InferenceWorker(model)
+    slots = {key: worker.new_slot() for key in "ab"}
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    for key, slot in slots.items():
+        worker.register(key, slot, collect(outcomes, done))
+    worker.start()
+    try:
+        slots["a"].put(job(1, "a1"))
+        slots["b"].put(job(1, "b1"))
+        assert model.started.acquire(timeout=30) and model.started.acquire(timeout=30)  # both in flight at once
+        assert worker.in_progress == 2
+        model.release.release()
+        model.release.release()
+        assert done.acquire(timeout=30) and done.acquire(timeout=30)
+    finally:
+        worker.stop()
+    assert sorted(o.job.prompt for o in outcomes) == ["a1", "b1"] and worker.in_progress == 0
+
+
+def test_a_retryable_failure_is_reported_and_the_frame_tried_once_more() -> None:
+    r = rig()
+    model, worker, slot, outcomes, done = r.model, r.worker, r.slot, r.outcomes, r.done
+    worker.start()
+    try:
+        slot.put(job(1, "unreachable unreachable"))  # fails on two tries: retried once, then given up
+        for _ in range(2):
+            assert model.started.acquire(timeout=30)
+            model.release.release()
+            assert done.acquire(timeout=30)
+        slot.put(job(2, "unreachable"))  # fails once, then answers
+        for _ in range(2):
+            assert model.started.acquire(timeout=30)
+            model.release.release()
+            assert done.acquire(timeout=30)
+    finally:
+        worker.stop()
+    assert [(o.job.frame_id, o.retrying, o.error is None) for o in outcomes] == [
+        (1, True, False), (1, False, False), (2, True, False), (2, False, True)]
+    assert "endpoint down" in outcomes[0].error and outcomes[1].error.startswith("inference failed")
+
+
+def test_a_newer_frame_wins_over_a_failed_one_put_back() -> None:
+    worker = InferenceWorker(GatedModel())
+    slot = worker.new_slot()
+    slot.put(job(1))
+    failed = slot.take()
+    assert slot.put_back(failed) is True and slot.take().frame_id == 1
+    slot.put(job(2))
+    assert slot.put_back(failed) is False and slot.take().frame_id == 2
+
+
+def test_a_frame_that_waited_for_the_model_gives_way_to_a_newer_one() -> None:
+    worker = InferenceWorker(GatedModel())
+    slot = worker.new_slot()
+    slot.put(job(1))
+    waiting = slot.take()
+    assert slot.newest(waiting) is waiting
+    slot.put(job(2))
+    assert slot.newest(waiting).frame_id == 2 and slot.take() is None
+    assert (slot.counters.put, slot.counters.dropped, slot.counters.taken) == (2, 1, 1)
