@@ -60,7 +60,7 @@ class Outcome:
     job: Job
     generation: Generation | None = None
     error: str | None = None
-    retrying: bool = False  # the failed frame went back into its slot for another endpoint
+    retrying: bool = False  # the failed frame (or a newer one of its session) is waiting for another endpoint
 
 
 @dataclass
@@ -192,7 +192,10 @@ class InferenceWorker:
         except Exception as e:  # the model failed on this frame: tell this session, keep serving
             log.warning("inference failed for session %s frame %d: %s", client.key, job.frame_id, e,
                         exc_info=not getattr(e, "retryable", False))
-            retry = getattr(e, "retryable", False) and job.attempts < 2 and client.slot.put_back(job)
-            outcome = Outcome(job, error=str(e) if retry else f"inference failed: {e}", retrying=retry)
+            retryable = getattr(e, "retryable", False)
+            if retryable and job.attempts < 2:
+                client.slot.put_back(job)  # unless a newer frame is already waiting there
+            retrying = retryable and client.slot.full  # this frame or a newer one goes out again at once
+            outcome = Outcome(job, error=str(e) if retrying else f"inference failed: {e}", retrying=retrying)
             self.jobs_failed += 1
         return outcome

@@ -14,12 +14,14 @@ from .model_source import ModelFiles
 Started = tuple[asyncio.subprocess.Process, str]
 
 
-async def start_server_process(files: ModelFiles, *args: str, env: dict[str, str] | None = None,
+async def start_server_process(files: ModelFiles | None, *args: str, env: dict[str, str] | None = None,
                                keep_stderr: bool = False, timeout: float = 600) -> Started:
-    """Starts the server on a free port with the given model and extra arguments; returns it and its URL."""
+    """Starts the server on a free port with the given model (None: args say, e.g. --endpoint) and extra
+    arguments; returns it and its URL."""
+    model = ["--model", str(files.text), "--mmproj", str(files.mmproj)] if files is not None else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream_assist", "serve", "--port", "0", "--model", str(files.text),
-        "--mmproj", str(files.mmproj), *args, env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "stream_assist", "serve", "--port", "0", *model, *args, env=env,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE if keep_stderr else asyncio.subprocess.DEVNULL)
     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
     if not line.startswith(b"stream-assist: open "):

@@ -64,6 +64,8 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self.closed = asyncio.Event()  # set once everything is released
+        self.last_video_at = time.monotonic()  # a browser that vanished without closing stops sending video
+        self._watchdog = self._loop.call_later(config.server.peer_timeout_s, self._check_alive)
         worker.register(self.id, self.slot, self._from_worker, self._partial_from_worker)
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
@@ -91,6 +93,7 @@ class Session:
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
+            self.last_video_at = time.monotonic()
             if self.paused:
                 continue
             timeline = Timeline()
@@ -231,6 +234,19 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _check_alive(self) -> None:
+        """Closes a session whose browser sent no video for server.peer_timeout_s (it vanished, or its camera
+        stopped); ICE consent expiry (about 30 s in aioice) would catch a vanished one later."""
+        limit = self.config.server.peer_timeout_s
+        idle = time.monotonic() - self.last_video_at
+        if idle < limit:
+            self._watchdog = self._loop.call_later(limit - idle, self._check_alive)
+            return
+        log.info("session %s: no video for %.0f s; closing it", self.id, idle)
+        self.send("error", code="no_video", message=f"no video for {limit:g} s: the session is closed")
+        self._closer = asyncio.ensure_future(self.close())  # held (a bare task may be collected); not in _tasks,
+        # which close() cancels
+
     async def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
@@ -240,6 +256,7 @@ class Session:
         if self._closing:
             return
         self._closing = True
+        self._watchdog.cancel()
         self.worker.unregister(self.id)
         self.slot.clear()
         for task in list(self._tasks):

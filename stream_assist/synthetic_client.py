@@ -62,12 +62,14 @@ class Client:
     camera: SyntheticCamera
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
 
-    async def next_message(self, kind: str, timeout: float = 120.0) -> dict:
-        """The next message of the given type (others of other types are skipped); fails on timeout."""
+    async def next_message(self, kind: str | tuple[str, ...], timeout: float = 120.0) -> dict:
+        """The next message of the given type(s) (messages of other types are skipped); fails on timeout."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+
         async def find() -> dict:
             while True:
                 msg = await self.messages.get()
-                if msg.get("type") == kind:
+                if msg.get("type") in kinds:
                     return msg
         return await asyncio.wait_for(find(), timeout)
 

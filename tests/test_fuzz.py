@@ -1,7 +1,8 @@
 """Property-based fuzzing of everything a stranger can send: data-channel messages and POST /offer.
 
-Every case must end in a ProtocolError / a 4xx with a JSON reason — never another exception, a 5xx, or a
-lost session (a bystander session keeps streaming through the HTTP fuzzing).
+Every case must end in a ProtocolError / an `error` message / a 4xx with a JSON reason, never another
+exception, a 5xx, or a lost session: a bystander session keeps streaming through the live fuzzing.
+The cases per run (parser 5,000 + live channel 3,000 + offers 2,000 = 10,000) are printed (pytest -s).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import json
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_assist.protocol import ProtocolError, parse_client_message
-from stream_assist.synthetic_client import connect
+from stream_assist.synthetic_client import SyntheticCamera, connect
 
-from .conftest import keeps_streaming
+from .conftest import keeps_streaming, running_server, small_config
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),
@@ -34,13 +36,56 @@ messages = st.one_of(
 )
 
 
-@settings(max_examples=3000, deadline=None)
-@given(messages)
-def test_any_channel_message_is_parsed_or_refused_with_a_code(raw) -> None:
-    try:
-        parse_client_message(raw, max_bytes=4096, max_prompt_chars=500)
-    except ProtocolError as e:
-        assert e.code in {"too_large", "bad_json", "bad_message", "unknown_type", "bad_field"} and str(e)
+CODES = {"too_large", "bad_json", "bad_message", "unknown_type", "bad_field"}
+PARSER_CASES, CHANNEL_CASES, OFFER_CASES = 5000, 3000, 2000
+
+
+def test_any_channel_message_is_parsed_or_refused_with_a_code() -> None:
+    cases = []
+
+    @settings(max_examples=PARSER_CASES, deadline=None)
+    @given(messages)
+    def one(raw) -> None:
+        cases.append(1)
+        try:
+            parse_client_message(raw, max_bytes=4096, max_prompt_chars=500)
+        except ProtocolError as e:
+            assert e.code in CODES and str(e)
+
+    one()
+    print(f"\nfuzz: {len(cases)} messages parsed or refused with a code")
+
+
+async def test_live_channel_answers_every_message_and_a_bystander_keeps_streaming(vision_model) -> None:
+    config = small_config()
+    config.channel.max_messages_per_s = 1e9  # the rate limit is tested elsewhere; here every message is looked at
+    config.pipeline.sample_fps = 2.0  # the model, busy on two sessions, would slow every reply
+    async with running_server(vision_model, config) as (base, state):
+        bystander, fuzzer = await connect(base), await connect(base)
+        replies: list[dict] = []
+
+        @settings(max_examples=CHANNEL_CASES, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(raw=messages | st.binary(min_size=4097, max_size=60000))
+        def one(raw) -> None:
+            replies.append(asyncio.run_coroutine_threadsafe(ask(raw), loop).result(60))
+
+        async def ask(raw) -> dict:
+            fuzzer.send(raw)
+            return await fuzzer.next_message(("error", "status"), timeout=30)
+
+        loop = asyncio.get_running_loop()
+        try:
+            await bystander.next_message("guidance")
+            await loop.run_in_executor(None, one)
+            assert all(r["type"] == "status" or r["code"] in CODES for r in replies)
+            await keeps_streaming(bystander)
+            fuzzer.send({"type": "resume"})  # the fuzzer's own session survived too
+            assert (await fuzzer.next_message("status"))["state"] in ("running", "settings")
+            assert len(state.sessions) == 2
+        finally:
+            await bystander.close()
+            await fuzzer.close()
+    print(f"\nfuzz: {len(replies)} live data-channel messages each answered")
 
 
 VIDEO_HEAD = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
@@ -54,14 +99,34 @@ offer_bodies = st.one_of(
 )
 
 
+async def real_offer() -> str:
+    """An offer aiortc makes for a camera and the guidance channel: the base for mangled ones."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver(SyntheticCamera(), direction="sendonly")
+    pc.createDataChannel("guidance")
+    await pc.setLocalDescription(await pc.createOffer())
+    await pc.close()
+    return pc.localDescription.sdp
+
+
+def unsupported_codecs_only(sdp: str, codec: str) -> bytes:
+    """The offer with every video codec renamed to one the server cannot decode."""
+    for name in ("VP8", "H264", "rtx"):
+        sdp = sdp.replace(f" {name}/90000", f" {codec}/90000")
+    return json.dumps({"sdp": sdp, "type": "offer"}).encode()
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_offer_endpoint_answers_every_body_with_a_4xx_and_a_bystander_keeps_streaming(server) -> None:
     base, state = server
     bystander = await connect(base)
     seen: list[int] = []
+    sdp = await real_offer()
+    bodies = offer_bodies | st.sampled_from(["H265", "AV1X", "THEORA", "MP4V-ES"]).map(
+        lambda codec: unsupported_codecs_only(sdp, codec))
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(body=offer_bodies, content_type=st.sampled_from(["application/json", "text/plain", ""]))
+    @settings(max_examples=OFFER_CASES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=bodies, content_type=st.sampled_from(["application/json", "application/json", "text/plain", ""]))
     def one(body: bytes, content_type: str) -> None:
         seen.append(asyncio.run_coroutine_threadsafe(post(body, content_type), loop).result(60))
 
@@ -78,5 +143,33 @@ async def test_offer_endpoint_answers_every_body_with_a_4xx_and_a_bystander_keep
         await loop.run_in_executor(None, one)
         assert seen and all(400 <= code < 500 for code in seen), sorted(set(seen))
         await keeps_streaming(bystander)
+        assert len(state.sessions) == 1
     finally:
         await bystander.close()
+    print(f"\nfuzz: {len(seen)} offers refused with a 4xx")
+
+
+async def test_many_offers_at_once_get_answers_up_to_the_limit_and_4xx_or_503_beyond(server) -> None:
+    base, state = server
+    limit = state.config.server.max_sessions
+    garbage = [json.dumps({"sdp": "v=0\r\n" + "x" * i, "type": "offer"}) for i in range(40)]
+
+    async def post(body: str) -> int:
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/offer", data=body,
+                                                             headers={"Content-Type": "application/json"}) as res:
+            return res.status
+
+    results = await asyncio.gather(*(connect(base) for _ in range(limit + 3)), *(post(b) for b in garbage),
+                                   return_exceptions=True)
+    clients = [r for r in results[:limit + 3] if not isinstance(r, Exception)]
+    refused = [r for r in results[:limit + 3] if isinstance(r, Exception)]
+    try:
+        assert len(clients) == limit and all("503" in str(e) for e in refused)
+        assert all(400 <= code < 500 for code in results[limit + 3:])
+        assert len(state.sessions) == limit
+        await keeps_streaming(clients[0])
+    finally:
+        opened = list(state.sessions.values())
+        for c in clients:
+            await c.close()
+        await asyncio.wait_for(asyncio.gather(*(s.closed.wait() for s in opened)), 60)  # gone before the next test

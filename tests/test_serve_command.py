@@ -11,14 +11,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from stream_assist.cli import main
 from stream_assist.model_source import ModelFiles
 from stream_assist.server_process import start_server_process
 from stream_assist.synthetic_client import connect
 
+from .inference_server import InferenceServer
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def start_server(files: ModelFiles, home: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_server(files: ModelFiles | None, home: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
     return await start_server_process(files, *extra, env={**os.environ, "HOME": str(home)}, keep_stderr=True,
                                       timeout=120)
 
@@ -56,3 +59,31 @@ async def test_self_signed_https(tiny_files: ModelFiles, tmp_path: Path) -> None
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_serve_with_an_endpoint_loads_no_model_and_guides_from_it(tiny_files: ModelFiles, tmp_path: Path) -> None:
+    inference = InferenceServer(tiny_files)
+    await inference.start()
+    proc, url = await start_server(None, tmp_path, "--endpoint", inference.url)
+    try:
+        client = await connect(url)
+        assert (await client.next_message("guidance"))["engine"] == inference.url
+        await client.close()
+        async with aiohttp.ClientSession() as http, http.get(url + "/health") as res:
+            health = await res.json()
+        assert health["model"] == inference.url and health["endpoints"][0]["healthy"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await inference.kill()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--endpoint", "ftp://gpu1/v1"], "openai.endpoints must be"),
+    (["--config", "BROKEN"], "model.backend must be embedded or openai"),
+])
+def test_bad_backend_settings_are_one_line_errors(args, needle, tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[model]\nbackend = "cloud"\n')
+    assert main(["serve", *[str(broken) if a == "BROKEN" else a for a in args]]) == 2
+    assert needle in capsys.readouterr().err

@@ -84,7 +84,8 @@ const dashboard = (() => {
         `unchanged ${rate("unchanged")} · dropped ${rate("dropped")} · processed ${rate("processed")} frames · ` +
         `prompt ${prefillMs ? Math.round(prefillTokens / prefillMs * 1000) : "–"} tok/s · ` +
         `generation ${ms.per_token ? Math.round(1000 / ms.per_token) : "–"} tok/s · ` +
-        `image encode ${fmt(ms.encode)} ms ×${tok.image_encodes ?? "?"}`;
+        (msg.engine ? `remote ${msg.engine}: request → first token ${fmt(ms.request_to_first_token)} ms`
+                    : `image encode ${fmt(ms.encode)} ms ×${tok.image_encodes ?? "?"}`);
     }
     return { at: now, counters: c };
   }
