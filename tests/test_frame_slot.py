@@ -76,6 +76,18 @@ def rig() -> Rig:
     return Rig(model, worker, slot, outcomes, done)
 
 
+def sessions(keys: str, parallel: int = 1):
+    """A worker on a GatedModel with one registered slot per key; returns (model, worker, slots, outcomes, done)."""
+    model = GatedModel(parallel)
+    worker = InferenceWorker(model)
+    slots = {key: worker.new_slot() for key in keys}
+    outcomes: list[Outcome] = []
+    done = threading.Semaphore(0)
+    for key, slot in slots.items():
+        worker.register(key, slot, collect(outcomes, done))
+    return model, worker, slots, outcomes, done
+
+
 def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
     worker = InferenceWorker(GatedModel())
     slot = worker.new_slot()
@@ -113,13 +125,7 @@ def test_busy_worker_gets_the_newest_frame_when_it_becomes_free() -> None:
 
 
 def test_round_robin_serves_every_session_and_survives_model_errors() -> None:
-    model = GatedModel()
-    worker = InferenceWorker(model)
-    slots = {key: worker.new_slot() for key in "abc"}
-    outcomes: list[Outcome] = []
-    done = threading.Semaphore(0)
-    for key, slot in slots.items():
-        worker.register(key, slot, collect(outcomes, done))
+    model, worker, slots, outcomes, done = sessions("abc")
     worker.start()
     try:
         slots["a"].put(job(1, "a1"))
@@ -191,13 +197,7 @@ def test_a_session_with_a_frame_in_flight_is_skipped_until_it_is_answered() -> N
 
 
 def test_parallel_model_runs_frames_of_different_sessions_at_once() -> None:
-    model = GatedModel(parallel=2)
-    worker = InferenceWorker(model)
-    slots = {key: worker.new_slot() for key in "ab"}
-    outcomes: list[Outcome] = []
-    done = threading.Semaphore(0)
-    for key, slot in slots.items():
-        worker.register(key, slot, collect(outcomes, done))
+    model, worker, slots, outcomes, done = sessions("ab", parallel=2)
     worker.start()
     try:
         slots["a"].put(job(1, "a1"))
