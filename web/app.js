@@ -139,7 +139,7 @@ function onMessage(event) {
     showGuidance(msg);
   }
   else if (msg.type === "partial") showPartial(msg);
-  else if (msg.type === "error") showError(msg.message || msg.code);
+  else if (msg.type === "error") showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
   else if (msg.type === "status") {
     window.streamAssist.session = msg.session;
     if (msg.state === "closing") setState("server closing");
