@@ -38,13 +38,34 @@ class _SessionCounters:
         yield GaugeMetricFamily("stream_assist_sessions", "Open sessions", value=sessions)
 
 
+class _Endpoints:
+    """Collector for the remote inference endpoints' state (none with the embedded model)."""
+
+    def __init__(self, snapshot: Callable[[], list[dict]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        up = GaugeMetricFamily("stream_assist_endpoint_up", "1 when the endpoint passed its last check", labels=["url"])
+        busy = GaugeMetricFamily("stream_assist_endpoint_in_flight", "Requests at the endpoint now", labels=["url"])
+        requests = CounterMetricFamily("stream_assist_endpoint_requests", "Requests ended", labels=["url"])
+        failures = CounterMetricFamily("stream_assist_endpoint_failures", "Requests failed", labels=["url"])
+        for e in self._snapshot():
+            up.add_metric([e["url"]], float(e["healthy"]))
+            busy.add_metric([e["url"]], e["in_flight"])
+            requests.add_metric([e["url"]], e["requests"])
+            failures.add_metric([e["url"]], e["failures"])
+        yield from (up, busy, requests, failures)
+
+
 class Metrics:
     """One registry per server, so several servers in one process (tests, benchmarks) stay apart."""
 
-    def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]]) -> None:
+    def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]],
+                 endpoints: Callable[[], list[dict]] = list) -> None:
         self.registry = CollectorRegistry()
         self.retired: Counter = Counter()
         self.registry.register(_SessionCounters(live_counters, self.retired))
+        self.registry.register(_Endpoints(endpoints))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",

@@ -48,7 +48,8 @@ class ServerState:
         self.model_name = model_name
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
-        self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())])
+        self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())],
+                               lambda: endpoints(self.worker.model))
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
 

@@ -103,8 +103,13 @@ async def test_guidance_streams_from_a_real_llama_cpp_server(tiny_files) -> None
         guidance = await client.next_message("guidance")
         assert guidance["engine"] == server.url and guidance["frame_id"] >= partial["frame_id"]
         assert guidance["tokens"]["completion"] >= 1 and guidance["model_ms"]["request_to_first_token"] > 0
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as res:
-            health = await res.json()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/health") as res:
+                health = await res.json()
+            async with http.get(f"{base}/metrics") as res:
+                metrics = await res.text()
+        assert f'stream_assist_endpoint_up{{url="{server.url}"}} 1.0' in metrics
+        assert f'stream_assist_endpoint_failures_total{{url="{server.url}"}} 0.0' in metrics
         assert health["status"] == "ok"
         [endpoint] = health["endpoints"]
         assert endpoint["url"] == server.url and endpoint["healthy"] and endpoint["requests"] >= 1
