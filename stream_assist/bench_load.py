@@ -3,7 +3,8 @@
 The server runs as its own process (so its CPU use is its own) on a random-weight model of the chosen
 shape; the clients are aiortc peers in this process. Prints per-stage latency percentiles, the frame
 age when inference starts, pipeline time without the model, drop rate, guidance per session and the
-server's CPU use. `--queue fifo` swaps the drop-stale slot for a plain FIFO, to show the difference.
+server's CPU use. `--queue fifo` swaps the drop-stale slot for a plain FIFO, to show the difference;
+`--endpoints N` runs the model in N llama-cpp-python inference servers instead (the `openai` backend).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_source import ModelFiles
-from .server_process import start_server_process
+from .server_process import LlamaCppServer, start_server_process
 from .synthetic_client import Client, connect
 from .timeline import STAGES
 
@@ -43,13 +44,17 @@ def _collect(client: Client, into: list[dict]) -> None:
 
 
 async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: float, seconds: float,
-                  queue: str, threads: int) -> dict:
+                  queue: str, threads: int, endpoints: int = 0) -> dict:
+    inference = [LlamaCppServer(files, threads or 1) for _ in range(endpoints)]
+    await asyncio.gather(*(s.start() for s in inference))
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "load.toml"
         config_path.write_text(
             f"[server]\nmax_sessions = {clients}\n[model]\nn_ctx = 4096\nn_threads = {threads}\n"
             f"[pipeline]\nqueue = \"{queue}\"\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n")
-        proc, url = await start_server_process(files, "--config", str(config_path))
+        model = [a for s in inference for a in ("--endpoint", s.url)] or ["--model", str(files.text),
+                                                                         "--mmproj", str(files.mmproj)]
+        proc, url = await start_server_process(None, "--config", str(config_path), *model)
         peers: list[Client] = []
         try:
             peers = [await connect(url, size[0], size[1], fps) for _ in range(clients)]
@@ -69,11 +74,14 @@ async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: f
                 await p.close()
             proc.terminate()
             await proc.wait()
-    return _summarise(per_client, clients, size, fps, seconds, queue, (cpu1 - cpu0) / (t1 - t0), files)
+            for s in inference:
+                await s.kill()
+    cpu = (cpu1 - cpu0) / (t1 - t0)
+    return _summarise(per_client, clients, size, fps, seconds, queue, cpu, files, endpoints)
 
 
 def _summarise(per_client: list[list[dict]], clients: int, size: tuple[int, int], fps: float, seconds: float,
-               queue: str, cpu_cores: float, files: ModelFiles) -> dict:
+               queue: str, cpu_cores: float, files: ModelFiles, endpoints: int) -> dict:
     messages = [m for got in per_client for m in got]
     stages = {s: _percentiles([m["stages_ms"][s] for m in messages if s in m["stages_ms"]]) for s in STAGES[1:]}
     age = [m["timeline"]["inference_start"] - m["timeline"]["decoded"] for m in messages]
@@ -85,7 +93,8 @@ def _summarise(per_client: list[list[dict]], clients: int, size: tuple[int, int]
     queued = sum(c["queued"] for c in last)
     shares = [len(got) for got in per_client]
     return {
-        "model": files.text.name, "clients": clients, "size": f"{size[0]}x{size[1]}", "fps": fps,
+        "model": files.text.name, "endpoints": endpoints, "clients": clients,
+        "size": f"{size[0]}x{size[1]}", "fps": fps,
         "seconds": seconds, "queue": queue,
         "stages_ms": stages,
         "frame_age_at_inference_ms": _percentiles(age),
@@ -99,8 +108,9 @@ def _summarise(per_client: list[list[dict]], clients: int, size: tuple[int, int]
 
 
 def print_table(r: dict) -> None:
+    where = f"on {r['endpoints']} llama_cpp.server endpoints" if r["endpoints"] else "embedded"
     print(f"{r['clients']} clients, {r['size']} at {r['fps']:g} fps, {r['seconds']:g} s, queue {r['queue']}, "
-          f"model {r['model']}")
+          f"model {r['model']} {where}")
     print(f"{'':38}{'p50':>9}{'p95':>9}{'p99':>9}{'n':>6}")
     rows = [(f"stage {s}", v) for s, v in r["stages_ms"].items()] + [
         ("frame age when inference starts", r["frame_age_at_inference_ms"]),
@@ -113,8 +123,8 @@ def print_table(r: dict) -> None:
 
 
 def main(files: ModelFiles, clients: int, size: tuple[int, int], fps: float, seconds: float, queue: str,
-         threads: int, as_json: bool) -> int:
-    result = asyncio.run(measure(files, clients, size, fps, seconds, queue, threads))
+         threads: int, as_json: bool, endpoints: int = 0) -> int:
+    result = asyncio.run(measure(files, clients, size, fps, seconds, queue, threads, endpoints))
     if as_json:
         print(json.dumps(result, indent=2))
     else:

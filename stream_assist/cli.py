@@ -84,6 +84,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--seconds", type=float, default=20.0)
     load.add_argument("--queue", choices=("slot", "fifo"), default="slot")
     load.add_argument("--threads", type=int, default=0, help="llama.cpp threads in the server (0: all cores)")
+    load.add_argument("--endpoints", type=int, default=0,
+                      help="run the model in this many llama_cpp.server processes (--threads each, default 1) and "
+                           "reach them with the openai backend (needs llama-cpp-python[server])")
     load.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
@@ -138,7 +141,7 @@ def bench(args: argparse.Namespace) -> int:
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
-                               args.json)
+                               args.json, args.endpoints)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json)

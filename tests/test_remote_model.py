@@ -16,13 +16,13 @@ import aiohttp
 from stream_assist.config import Config
 from stream_assist.endpoint_pool import Endpoint, least_busy, next_backoff
 from stream_assist.remote_model import RemoteModel
+from stream_assist.server_process import LlamaCppServer
 from stream_assist.synthetic_client import Client, connect
 
 from .conftest import running_server, small_config
-from .inference_server import InferenceServer
 
 
-def remote_config(*servers: InferenceServer, timeout_s: float = 30.0) -> Config:
+def remote_config(*servers: LlamaCppServer, timeout_s: float = 30.0) -> Config:
     config = small_config()
     config.model.backend = "openai"
     config.openai.endpoints = ",".join(s.url for s in servers)
@@ -32,8 +32,8 @@ def remote_config(*servers: InferenceServer, timeout_s: float = 30.0) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def inference_servers(files, n: int) -> AsyncIterator[list[InferenceServer]]:
-    servers = [InferenceServer(files) for _ in range(n)]
+async def inference_servers(files, n: int) -> AsyncIterator[list[LlamaCppServer]]:
+    servers = [LlamaCppServer(files) for _ in range(n)]
     try:
         await asyncio.gather(*(s.start() for s in servers))
         yield servers

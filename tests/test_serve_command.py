@@ -13,10 +13,8 @@ import pytest
 
 from stream_assist.cli import main
 from stream_assist.model_source import ModelFiles
-from stream_assist.server_process import start_server_process
+from stream_assist.server_process import LlamaCppServer, start_server_process
 from stream_assist.synthetic_client import connect
-
-from .inference_server import InferenceServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,7 +60,7 @@ async def test_self_signed_https(tiny_files: ModelFiles, tmp_path: Path) -> None
 
 
 async def test_serve_with_an_endpoint_loads_no_model_and_guides_from_it(tiny_files: ModelFiles, tmp_path: Path) -> None:
-    inference = InferenceServer(tiny_files)
+    inference = LlamaCppServer(tiny_files)
     await inference.start()
     proc, url = await start_server(None, tmp_path, "--endpoint", inference.url)
     try:
