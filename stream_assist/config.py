@@ -43,7 +43,7 @@ class ModelConfig:
     max_tokens: int = 48
     temperature: float = 0.0
     cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
-    timeout_s: float = 60.0  # an answer still generating after this long is abandoned (checked between tokens)
+    timeout_s: float = 60.0  # an answer not done by then is abandoned (checked in the image encode and per token)
     slicing: str = "overview"  # overview: one image encode per frame | full: overview + tiles (more detail, slower)
 
 

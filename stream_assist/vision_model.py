@@ -17,6 +17,7 @@ import codecs
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -131,6 +132,38 @@ class _Chunks:
         self._mtmd.mtmd_input_chunks_free(self.handle)
 
 
+class _EncodeWatch:
+    """mtmd's eval callback, so the vision encoder can be stopped at the answer's deadline (an overlong or
+    hung encode would otherwise hold every session's worker for as long as it takes).
+
+    ggml asks, node by node, whether the callback wants a result; saying yes every OBSERVE_EVERY nodes
+    splits the encoder graph into pieces (about 12 for SigLIP's ~400 nodes), and saying "stop" after a
+    piece ends the compute there. Cost measured with `bench model`: within noise.
+    """
+
+    OBSERVE_EVERY = 32
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        self.deadline = math.inf
+        self.stopped = False
+        self._asked = 0
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_node)  # kept alive by this object
+
+    def arm(self, deadline: float) -> None:
+        self.deadline, self.stopped = deadline, False
+
+    def _on_node(self, tensor, ask: bool, user_data) -> bool:  # noqa: ANN001 - ctypes pointers
+        if ask:
+            self._asked += 1
+            return self._asked % self.OBSERVE_EVERY == 0
+        if time.monotonic() < self.deadline:
+            return True
+        self.stopped = True
+        return False
+
+
 class VisionModel:
     """Owns the llama.cpp text model, its projector, and the KV cache of the fixed prompt."""
 
@@ -156,6 +189,8 @@ class VisionModel:
         params.use_gpu = config.n_gpu_layers != 0
         params.print_timings = False
         params.n_threads = self.threads
+        self._watch = _EncodeWatch()
+        params.cb_eval = self._watch.callback
         self._ctx = mtmd.mtmd_init_from_file(str(files.mmproj).encode(), self._llm.model, params)
         if not self._ctx:
             self._llm.close()
@@ -266,6 +301,8 @@ class VisionModel:
         t0 = time.perf_counter()
         if m.mtmd_encode_chunk(self._ctx, chunk) != 0:
             raise RuntimeError("image encode failed")
+        if self._watch.stopped:
+            raise TimeoutError(f"no complete answer within {self.config.timeout_s:g} s (image encode stopped)")
         t1 = time.perf_counter()
         new_n_past = ctypes.c_int32(0)
         rc = m.mtmd_helper_decode_image_chunk(self._ctx, llm._ctx.ctx, chunk, m.mtmd_get_output_embd(self._ctx),
@@ -328,12 +365,16 @@ class VisionModel:
 
         llm = self._llm
         started = time.time()
+        deadline = time.monotonic() + self.config.timeout_s
+        self._watch.arm(deadline)
         phases: dict[str, float] = {}
         try:
             reused = self._prefill(rgb, prompt, via_jpeg, phases)
         except Exception:
             self._cached = []
             raise
+        finally:
+            self._watch.arm(math.inf)
         prompt_tokens = llm.n_tokens
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
@@ -341,7 +382,6 @@ class VisionModel:
         generated = 0
         t_gen = time.perf_counter()
         vocab = llm._model.vocab
-        deadline = time.monotonic() + self.config.timeout_s
         for _ in range(self.config.max_tokens):
             if llm.n_tokens >= llm.n_ctx():
                 break
