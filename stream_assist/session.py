@@ -24,6 +24,7 @@ from .config import Config
 from .enhancement import enhance
 from .frame_sampler import FrameSampler, SampledFrame, to_rgb
 from .inference_worker import InferenceWorker, Job, Outcome
+from .jitter_buffer import use_marker_jitter_buffer
 from .metrics import Metrics
 from .pixel_clock import read_capture_ms
 from .prompts import PRESET_NAMES, PromptSettings
@@ -77,6 +78,8 @@ class Session:
         if track.kind != "video" or self.sampler is not None:
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        if receiver is not None:
+            use_marker_jitter_buffer(receiver)  # frames reach the decoder one frame interval sooner
         self.capture_clock = CaptureClock(receiver) if receiver is not None else None
         self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
         self._spawn(self.sampler.drain())
