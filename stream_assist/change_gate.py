@@ -18,20 +18,26 @@ THUMB_W, THUMB_H = 32, 24
 
 @numba.njit(cache=True, nogil=True)
 def thumbnail(rgb: np.ndarray, out_h: int = THUMB_H, out_w: int = THUMB_W) -> np.ndarray:
-    """Grey (R+G+B)/3 box-averaged thumbnail; each output cell averages its block of input pixels."""
+    """Grey (R+G+B)/3 box-averaged thumbnail; each output cell averages its block of input pixels.
+    Sums are exact integers, and each column's cell is looked up rather than divided out per pixel."""
     h, w = rgb.shape[0], rgb.shape[1]
-    out = np.zeros((out_h, out_w), np.float32)
-    counts = np.zeros((out_h, out_w), np.float32)
+    col = np.empty(w, np.int64)
+    cols = np.zeros(out_w, np.int64)  # input columns per cell column
+    for x in range(w):
+        col[x] = x * out_w // w
+        cols[col[x]] += 1
+    rows = np.zeros(out_h, np.int64)
+    sums = np.zeros((out_h, out_w), np.int64)
     for y in range(h):
         ty = y * out_h // h
+        rows[ty] += 1
         for x in range(w):
-            tx = x * out_w // w
-            out[ty, tx] += (np.float32(rgb[y, x, 0]) + np.float32(rgb[y, x, 1]) + np.float32(rgb[y, x, 2])) / 3
-            counts[ty, tx] += 1
+            sums[ty, col[x]] += np.int64(rgb[y, x, 0]) + np.int64(rgb[y, x, 1]) + np.int64(rgb[y, x, 2])
+    out = np.zeros((out_h, out_w), np.float32)
     for ty in range(out_h):
         for tx in range(out_w):
-            if counts[ty, tx] > 0:
-                out[ty, tx] /= counts[ty, tx]
+            if rows[ty] * cols[tx] > 0:
+                out[ty, tx] = sums[ty, tx] / (3.0 * rows[ty] * cols[tx])
     return out
 
 
