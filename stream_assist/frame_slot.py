@@ -29,11 +29,15 @@ class FrameSlot(Generic[T]):
     def __init__(self, wakeup: threading.Condition) -> None:
         self._cond = wakeup
         self._item: T | None = None
+        self._accepting = True
         self.counters = SlotCounters()
 
     def put(self, item: T) -> bool:
-        """Stores item, replacing (and counting as dropped) any unprocessed one; True if one was replaced."""
+        """Stores item, replacing (and counting as dropped) any unprocessed one; True if one was replaced.
+        While paused the item is ignored."""
         with self._cond:
+            if not self._accepting:
+                return False
             replaced = self._item is not None
             if replaced:
                 self.counters.dropped += 1
@@ -69,10 +73,16 @@ class FrameSlot(Generic[T]):
             self._cond.notify_all()
             return True
 
-    def clear(self) -> None:
-        """Drops the waiting item without counting it (the session is pausing or closing)."""
+    def pause(self) -> None:
+        """Drops the waiting item without counting it and ignores puts until resume() (the session paused or
+        is closing); atomic with put, so no frame sampled before a pause reaches the model after it."""
         with self._cond:
+            self._accepting = False
             self._item = None
+
+    def resume(self) -> None:
+        with self._cond:
+            self._accepting = True
 
     @property
     def full(self) -> bool:
@@ -86,10 +96,13 @@ class FrameFifo(Generic[T]):
     def __init__(self, wakeup: threading.Condition) -> None:
         self._cond = wakeup
         self._items: deque[T] = deque()
+        self._accepting = True
         self.counters = SlotCounters()
 
     def put(self, item: T) -> bool:
         with self._cond:
+            if not self._accepting:
+                return False
             self._items.append(item)
             self.counters.put += 1
             self._cond.notify_all()
@@ -112,9 +125,14 @@ class FrameFifo(Generic[T]):
             self._cond.notify_all()
         return True
 
-    def clear(self) -> None:
+    def pause(self) -> None:
         with self._cond:
+            self._accepting = False
             self._items.clear()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._accepting = True
 
     @property
     def full(self) -> bool:

@@ -85,14 +85,18 @@ class Session:
         self._spawn(self.sampler.drain())
         self._spawn(self._feed(self.sampler))
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """Runs in the executor: decoded frame → RGB at model size → enhanced, its change thumbnail, and the
-        capture time written in its pixels when it comes from the page's test pattern."""
+    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, estimate: float | None) -> None:
+        """Runs in the executor: decoded frame → RGB at model size → enhanced → (if the scene changed) into
+        the slot, where the worker can take it without waiting for the event loop to come round."""
         rgb = to_rgb(item.frame, self.config.pipeline.max_edge)
-        truth = read_capture_ms(rgb)
+        truth = read_capture_ms(rgb)  # the capture time written in its pixels, for the page's test pattern
         out = enhance(rgb, self.config.enhancement)
         timeline.mark("enhanced")
-        return out, thumbnail(out), truth
+        if self.paused or self._closing or not self.gate.admit(thumbnail(out), time.time()):
+            return
+        timeline.mark("queued")
+        self.last_enhanced = out
+        self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth}))
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -102,19 +106,13 @@ class Session:
             timeline = Timeline()
             timeline.mark("decoded", item.decoded_at)
             timeline.mark("sampled")
+            estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
-                rgb, thumb, truth = await self._loop.run_in_executor(self.executor, self._prepare, item, timeline)
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, self.prompt.text(),
+                                                 estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
-                continue
-            if self.paused or self._closing or not self.gate.admit(thumb, time.time()):
-                continue
-            timeline.mark("queued")
-            self.last_enhanced = rgb
-            estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
-            capture = {"estimate_ms": estimate, "truth_ms": truth}
-            self.slot.put(Job(item.frame_id, rgb, self.prompt.text(), timeline, capture))
 
     def _from_worker(self, outcome: Outcome) -> None:
         """Called on the worker thread; hops to the loop."""
@@ -208,12 +206,13 @@ class Session:
             return
         if isinstance(message, protocol.Pause):
             self.paused = True
-            self.slot.clear()
+            self.slot.pause()
             self._send_status("paused")
         elif isinstance(message, protocol.Resume):
             if self.paused:
                 self.paused = False
                 self.gate.reset()  # the scene may have changed while paused
+                self.slot.resume()
             self._send_status("running")
         else:
             if message.preset is not None:
@@ -261,7 +260,7 @@ class Session:
         self._closing = True
         self._watchdog.cancel()
         self.worker.unregister(self.id)
-        self.slot.clear()
+        self.slot.pause()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -253,3 +253,14 @@ def test_a_frame_that_waited_for_the_model_gives_way_to_a_newer_one() -> None:
     slot.put(job(2))
     assert slot.newest(waiting).frame_id == 2 and slot.take() is None
     assert (slot.counters.put, slot.counters.dropped, slot.counters.taken) == (2, 1, 1)
+
+
+def test_a_paused_slot_drops_its_frame_and_ignores_puts_until_resumed() -> None:
+    worker = InferenceWorker(GatedModel())
+    for slot in (worker.new_slot(), worker.new_slot("fifo")):
+        slot.put(job(1))
+        slot.pause()
+        assert not slot.full and slot.put(job(2)) is False and not slot.full
+        slot.resume()
+        slot.put(job(3))
+        assert slot.take().frame_id == 3 and slot.counters.put == 2

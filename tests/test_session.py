@@ -158,11 +158,11 @@ async def test_a_frame_that_fails_to_convert_is_counted_and_skipped(server) -> N
         session = state.sessions[(await client.next_message("status"))["session"]]
         prepare, broken = session._prepare, []
 
-        def fails_once(item, timeline):  # a corrupt frame, injected at the conversion step
+        def fails_once(item, *rest):  # a corrupt frame, injected at the conversion step
             if not broken:
                 broken.append(item.frame_id)
                 raise ValueError("corrupt frame")
-            return prepare(item, timeline)
+            return prepare(item, *rest)
 
         session._prepare = fails_once
         guidance = await client.next_message("guidance")
