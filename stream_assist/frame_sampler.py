@@ -32,6 +32,8 @@ class SampledFrame:
 class SamplerCounters:
     received: int = 0
     sampled: int = 0  # handed on; received - sampled were replaced before the consumer was ready
+    width: int = 0  # of the last frame received: what the browser sends
+    height: int = 0
 
 
 class FrameSampler:
@@ -51,6 +53,7 @@ class FrameSampler:
             while True:
                 frame = await self.track.recv()
                 self.counters.received += 1
+                self.counters.width, self.counters.height = frame.width, frame.height
                 self._latest = SampledFrame(self.counters.received, frame, time.time())
                 self._ready.set()
         except MediaStreamError:

@@ -189,7 +189,7 @@ class Session:
     def _send_status(self, state: str) -> None:
         self.send("status", state=state, session=self.id, protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
                   preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
-                  counters=self.counters())
+                  frame_max_edge=self.config.pipeline.max_edge, counters=self.counters())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel

@@ -74,8 +74,16 @@ async def test_page_streams_camera_and_shows_and_speaks_guidance(server, chromiu
         assert abs(clock["offset"]) <= clock["uncertainty"] + 5  # 5 ms: browser timeOrigin coarsening
         assert "processed" in await page.text_content("#stats")
         assert errors == []
-        # Stop closes the peer connection, and the server frees the session
+        # the page sends no more pixels than the server uses (the fake camera is 640x480, max_edge 256)
         session = state.sessions[await page.evaluate("window.streamAssist.session")]
+        edge = state.config.pipeline.max_edge
+        await page.wait_for_function(
+            "edge => { const m = document.getElementById('webrtc').textContent.match(/(\\d+)×(\\d+)/);"
+            " return m && Math.max(+m[1], +m[2]) <= edge; }", arg=edge, timeout=60_000)
+        now = await page.evaluate("window.streamAssist.last.frame_id")
+        await page.wait_for_function("n => window.streamAssist.last.frame_id > n + 30", arg=now, timeout=60_000)
+        assert 0 < max(session.sampler.counters.width, session.sampler.counters.height) <= edge
+        # Stop closes the peer connection, and the server frees the session
         await page.click("#start")
         assert await page.text_content("#state") == "idle"
         await asyncio.wait_for(session.closed.wait(), 60)

@@ -130,6 +130,19 @@ function glassToGuidance(msg, shownAt) {
   return lat;
 }
 
+// The server looks at frames no larger than frame_max_edge: sending more only costs encoding here,
+// uplink, and decoding on the server. The preview keeps the camera's full size.
+function fitVideoToServer(maxEdge) {
+  const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (!sender || !maxEdge) return;
+  const { width, height } = sender.track.getSettings();
+  const scale = Math.max(1, Math.max(width || 0, height || 0) / maxEdge);
+  const params = sender.getParameters();
+  if (!params.encodings || !params.encodings.length || params.encodings[0].scaleResolutionDownBy === scale) return;
+  params.encodings[0].scaleResolutionDownBy = scale;
+  sender.setParameters(params).catch((err) => console.warn("could not scale the video:", err));
+}
+
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
@@ -142,6 +155,7 @@ function onMessage(event) {
   else if (msg.type === "error") showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
   else if (msg.type === "status") {
     window.streamAssist.session = msg.session;
+    fitVideoToServer(msg.frame_max_edge);
     if (msg.state === "closing") setState("server closing");
     else setState(msg.paused ? "paused" : "live");
   }
