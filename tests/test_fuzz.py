@@ -56,6 +56,12 @@ def test_any_channel_message_is_parsed_or_refused_with_a_code() -> None:
     print(f"\nfuzz: {len(cases)} messages parsed or refused with a code")
 
 
+# aioice and aiortc draw from `random` on the event loop while hypothesis generates on another thread;
+# hypothesis cannot tell that apart from a strategy using `random`, and warns
+RANDOM_ON_THE_LOOP = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+
+
+@RANDOM_ON_THE_LOOP
 async def test_live_channel_answers_every_message_and_a_bystander_keeps_streaming(vision_model) -> None:
     config = small_config()
     config.channel.max_messages_per_s = 1e9  # the rate limit is tested elsewhere; here every message is looked at
@@ -116,6 +122,7 @@ def unsupported_codecs_only(sdp: str, codec: str) -> bytes:
     return json.dumps({"sdp": sdp, "type": "offer"}).encode()
 
 
+@RANDOM_ON_THE_LOOP
 @pytest.mark.asyncio(loop_scope="session")
 async def test_offer_endpoint_answers_every_body_with_a_4xx_and_a_bystander_keeps_streaming(server) -> None:
     base, state = server
