@@ -157,6 +157,9 @@ async def stats(request: web.Request) -> web.Response:
         "gpu": await gpu_use(),
         "sessions": len(state.sessions),
         "worker_busy": state.worker.in_progress > 0,
+        "worker_in_progress": state.worker.in_progress,
+        "endpoints": [{"url": e["url"], "healthy": e["healthy"], "in_flight": e["in_flight"]}
+                      for e in endpoints(state.worker.model)],
     })
 
 

@@ -108,6 +108,9 @@ async def test_guidance_streams_from_a_real_llama_cpp_server(tiny_files) -> None
                 health = await res.json()
             async with http.get(f"{base}/metrics") as res:
                 metrics = await res.text()
+            async with http.get(f"{base}/stats") as res:  # what the dashboard shows
+                shown = (await res.json())["endpoints"]
+        assert [(e["url"], e["healthy"], e["in_flight"] in (0, 1)) for e in shown] == [(server.url, True, True)]
         assert f'stream_assist_endpoint_up{{url="{server.url}"}} 1.0' in metrics
         assert f'stream_assist_endpoint_failures_total{{url="{server.url}"}} 0.0' in metrics
         assert health["status"] == "ok"

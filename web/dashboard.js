@@ -94,8 +94,13 @@ const dashboard = (() => {
     try {
       const s = await (await fetch("/stats", { headers: window.streamAssist.authHeaders })).json();
       const gpu = s.gpu ? ` · GPU ${s.gpu.utilization_percent}% · ${s.gpu.memory_used_mib} MiB` : " · no GPU";
+      const eps = s.endpoints || [];
+      const remote = eps.length
+        ? ` · endpoints ${eps.filter((e) => e.healthy).length}/${eps.length} up, ` +
+          `${eps.reduce((n, e) => n + e.in_flight, 0)} requests in flight`
+        : "";
       el("server").textContent = `server: CPU ${s.cpu_percent.toFixed(0)}% of ${s.cpu_cores} cores${gpu} · ` +
-        `sessions ${s.sessions} · worker ${s.worker_busy ? "busy" : "idle"}`;
+        `sessions ${s.sessions} · worker ${s.worker_busy ? `busy (${s.worker_in_progress})` : "idle"}${remote}`;
     } catch { /* the server may be going away */ }
     if (!peer) return;
     const stats = await peer.getStats();
