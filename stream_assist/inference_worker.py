@@ -165,22 +165,20 @@ class InferenceWorker:
     def _run(self) -> None:
         while (picked := self._next_job()) is not None:
             client, job = picked
-            outcome = None
             try:
                 with self.model.lease(self._stopping) as describe:  # waits for room on an endpoint
-                    if describe is not None:
-                        outcome = self._serve(describe, client, client.slot.newest(job))
+                    if describe is None:  # stopping
+                        return
+                    outcome = self._serve(describe, client, client.slot.newest(job))
+                try:
+                    client.on_outcome(outcome)  # before the session's next frame can be taken: answers stay in order
+                except Exception:
+                    log.exception("delivering to session %s failed", client.key)
             finally:
                 with self.wakeup:
                     client.busy = False
                     self.in_progress -= 1
                     self.wakeup.notify_all()
-            if outcome is None:  # stopping
-                return
-            try:
-                client.on_outcome(outcome)
-            except Exception:
-                log.exception("delivering to session %s failed", client.key)
 
     def _serve(self, describe: DescribeFn, client: _Client, job: Job) -> Outcome:
         """Runs one job; a failure the model says another try may cure puts the frame back, once."""
