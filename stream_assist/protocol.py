@@ -32,6 +32,7 @@ class Settings:
     preset: str | None = None
     task: str | None = None
     prompt: str | None = None
+    interval_s: float | None = None  # least time between this session's frames to the model; 0: as often as it can
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,18 @@ def _text_field(data: dict[str, Any], name: str, max_chars: int) -> str | None:
     return value
 
 
+MAX_INTERVAL_S = 600.0
+
+
+def _interval_field(data: dict[str, Any]) -> float | None:
+    value = data.get("interval_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_INTERVAL_S:
+        raise ProtocolError("bad_field", f"interval_s must be a number of seconds from 0 to {MAX_INTERVAL_S:g}")
+    return float(value)
+
+
 def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int) -> ClientMessage:
     """Parses and checks one message from the browser."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
@@ -77,7 +90,7 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
     if kind == "resume":
         return Resume()
     if kind == "settings":
-        unknown = sorted(set(data) - {"type", "preset", "task", "prompt"})
+        unknown = sorted(set(data) - {"type", "preset", "task", "prompt", "interval_s"})
         if unknown:
             raise ProtocolError("bad_field", f"unknown settings field {unknown[0]!r}")
         preset = _text_field(data, "preset", 64)
@@ -86,7 +99,7 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
         prompt = _text_field(data, "prompt", max_prompt_chars)
         if preset == "custom" and not (prompt or "").strip():
             raise ProtocolError("bad_field", "the custom preset needs a non-empty prompt")
-        return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt)
+        return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt, _interval_field(data))
     raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
 
 

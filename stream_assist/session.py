@@ -49,6 +49,9 @@ class Session:
         self.metrics = metrics
         self.on_closed = on_closed
         self.prompt = PromptSettings()
+        self.interval_s = 0.0  # this session's least time between frames to the model (settings.interval_s)
+        self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
+        self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.paused = False
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
@@ -94,6 +97,7 @@ class Session:
         timeline.mark("enhanced")
         if self.paused or self._closing or not self.gate.admit(thumbnail(out), time.time()):
             return
+        self.last_queued_at = time.monotonic()
         timeline.mark("queued")
         self.last_enhanced = out
         self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth}))
@@ -102,6 +106,9 @@ class Session:
         async for item in sampler.frames():
             self.last_video_at = time.monotonic()
             if self.paused:
+                continue
+            if self.last_video_at - self.last_queued_at < self.interval_s:  # the user asked for guidance less often
+                self.too_soon += 1
                 continue
             timeline = Timeline()
             timeline.mark("decoded", item.decoded_at)
@@ -153,6 +160,7 @@ class Session:
             "queued": self.slot.counters.put,
             "dropped": self.slot.counters.dropped,
             "unchanged": self.gate.skipped,
+            "too_soon": self.too_soon,
             "processed": self.slot.counters.taken,
             "guidance": self.guidance_sent,
         }
@@ -189,7 +197,8 @@ class Session:
     def _send_status(self, state: str) -> None:
         self.send("status", state=state, session=self.id, protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
                   preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
-                  frame_max_edge=self.config.pipeline.max_edge, counters=self.counters())
+                  interval_s=self.interval_s, frame_max_edge=self.config.pipeline.max_edge,
+                  counters=self.counters())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -221,6 +230,8 @@ class Session:
                 self.prompt.task = message.task
             if message.prompt is not None:
                 self.prompt.custom = message.prompt
+            if message.interval_s is not None:
+                self.interval_s = message.interval_s
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
 

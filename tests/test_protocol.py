@@ -20,6 +20,8 @@ def test_valid_messages() -> None:
     assert message == Settings("next_step", "fix a tap")
     custom = parse('{"type":"settings","preset":"custom","prompt":"What tool?"}')
     assert custom == Settings("custom", None, "What tool?")
+    assert parse('{"type":"settings","interval_s":5}') == Settings(interval_s=5.0)
+    assert parse('{"type":"settings","interval_s":0.5}') == Settings(interval_s=0.5)
 
 
 @pytest.mark.parametrize(("raw", "code"), [
@@ -34,6 +36,11 @@ def test_valid_messages() -> None:
     ('{"type":"settings","task":5}', "bad_field"),
     ('{"type":"settings","task":"' + "t" * 101 + '"}', "bad_field"),
     ('{"type":"settings","colour":"red"}', "bad_field"),
+    ('{"type":"settings","interval_s":-1}', "bad_field"),
+    ('{"type":"settings","interval_s":601}', "bad_field"),
+    ('{"type":"settings","interval_s":true}', "bad_field"),
+    ('{"type":"settings","interval_s":"5"}', "bad_field"),
+    ('{"type":"settings","interval_s":1e999}', "bad_field"),
     ("[" * 900, "bad_json"),
 ])
 def test_bad_messages_are_refused_with_a_code(raw, code) -> None:

@@ -37,6 +37,31 @@ async def test_guidance_arrives_with_timeline_and_counters(server) -> None:
         await client.close()
 
 
+async def test_a_session_guided_every_n_seconds_sends_no_frame_sooner(server) -> None:
+    base, state = server
+    client, bystander = await connect(base), await connect(base)
+    try:
+        session = state.sessions[(await client.next_message("status"))["session"]]
+        await client.next_message("guidance")
+        client.send({"type": "settings", "interval_s": 600})
+        status = await client.next_message("status")
+        assert status["interval_s"] == 600.0
+        queued = session.slot.counters.put
+        for _ in range(3):  # the bystander keeps being guided meanwhile; this session's frames are held back
+            await keeps_streaming(bystander)
+        assert session.too_soon > 0 and session.slot.counters.put <= queued + 1  # + one already being enhanced
+        client.send({"type": "settings", "interval_s": 0})
+        await client.next_message("status")
+        held, guided = session.too_soon, session.guidance_sent
+        message = await client.next_message("guidance")
+        while message["counters"]["guidance"] <= guided:  # one answered before the change may still arrive
+            message = await client.next_message("guidance")
+        assert session.too_soon == held  # guided again, and no frame held back since
+    finally:
+        await client.close()
+        await bystander.close()
+
+
 async def test_settings_pause_and_resume(server) -> None:
     base, _ = server
     client = await connect(base)

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const ui = {
   start: $("start"), pause: $("pause"), camera: $("camera"), speak: $("speak"), preset: $("preset"),
-  task: $("task"), custom: $("custom"), customWrap: $("custom-wrap"), apply: $("apply"),
+  task: $("task"), custom: $("custom"), customWrap: $("custom-wrap"), interval: $("interval"), apply: $("apply"),
   preview: $("preview"), guidance: $("guidance"), error: $("error"), history: $("history"),
   stats: $("stats"), state: $("state"),
 };
@@ -198,7 +198,8 @@ function send(obj) {
 }
 
 function settingsMessage() {
-  const msg = { type: "settings", preset: ui.preset.value, task: ui.task.value };
+  const interval = Math.min(600, Math.max(0, Number(ui.interval.value) || 0));
+  const msg = { type: "settings", preset: ui.preset.value, task: ui.task.value, interval_s: interval };
   if (ui.preset.value === "custom") msg.prompt = ui.custom.value;
   return msg;
 }
