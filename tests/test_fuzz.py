@@ -31,7 +31,7 @@ messages = st.one_of(
     json_values.map(json.dumps),
     st.fixed_dictionaries({"type": st.sampled_from(["settings", "pause", "resume", "ping", "x"])},
                           optional={"preset": json_values, "task": json_values, "prompt": json_values,
-                                    "extra": json_values}).map(json.dumps),
+                                    "interval_s": json_values, "extra": json_values}).map(json.dumps),
     st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
 )
 
