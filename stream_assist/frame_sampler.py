@@ -29,6 +29,27 @@ class SampledFrame:
 
 
 @dataclass
+class SampleClock:
+    """Which arriving frames to sample: at most one per interval on average, on a grid of due times.
+
+    A frame may come up to a quarter interval before its due time, or late, and still be taken without
+    moving the grid; measuring from the last frame taken instead skips a frame that network or decode
+    jitter brought a little early, and hands the model one a whole interval older. Each frame taken moves
+    the due time on by an interval (by more after a late frame: never under half an interval after it).
+    """
+
+    interval: float
+    _due: float | None = None
+
+    def admit(self, t: float) -> bool:
+        if self._due is not None and t < self._due - self.interval / 4:
+            return False
+        self._due = t + self.interval if self._due is None else max(self._due + self.interval,
+                                                                    t + self.interval * 3 / 4)
+        return True
+
+
+@dataclass
 class SamplerCounters:
     received: int = 0
     sampled: int = 0  # handed on; received - sampled were replaced before the consumer was ready
@@ -63,9 +84,9 @@ class FrameSampler:
             self._ready.set()
 
     async def frames(self) -> AsyncIterator[SampledFrame]:
-        """Yields the newest frame as soon as it arrives, if at least ~1/sample_fps of camera time has
-        passed since the last one yielded (decided on arrival, so a yielded frame is never left waiting)."""
-        last_at = float("-inf")
+        """Yields the newest frame as soon as it arrives, if the SampleClock admits it (decided on arrival, so a
+        yielded frame is never left waiting)."""
+        clock = SampleClock(self.interval)
         while True:
             await self._ready.wait()
             self._ready.clear()
@@ -74,9 +95,8 @@ class FrameSampler:
                 if self._ended:
                     return
                 continue
-            if item.decoded_at - last_at < self.interval * 0.9:  # too soon: wait for a later frame
+            if not clock.admit(item.decoded_at):  # too soon: wait for a later frame
                 continue
-            last_at = item.decoded_at
             self.counters.sampled += 1
             yield item
 
