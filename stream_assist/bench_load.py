@@ -46,36 +46,38 @@ def _collect(client: Client, into: list[dict]) -> None:
 async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: float, seconds: float,
                   queue: str, threads: int, endpoints: int = 0) -> dict:
     inference = [LlamaCppServer(files, threads or 1) for _ in range(endpoints)]
-    await asyncio.gather(*(s.start() for s in inference))
-    with tempfile.TemporaryDirectory() as tmp:
-        config_path = Path(tmp) / "load.toml"
-        config_path.write_text(
-            f"[server]\nmax_sessions = {clients}\n[model]\nn_ctx = 4096\nn_threads = {threads}\n"
-            f"[pipeline]\nqueue = \"{queue}\"\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n")
-        model = [a for s in inference for a in ("--endpoint", s.url)] or ["--model", str(files.text),
-                                                                         "--mmproj", str(files.mmproj)]
-        proc, url = await start_server_process(None, "--config", str(config_path), *model)
-        peers: list[Client] = []
-        try:
-            peers = [await connect(url, size[0], size[1], fps) for _ in range(clients)]
-            await asyncio.gather(*(p.next_message("guidance", timeout=600) for p in peers))  # all warmed up
-            for p in peers:
-                _collect(p, [])
-            cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
-            await asyncio.sleep(seconds)  # the measured window
-            cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
-            per_client: list[list[dict]] = []
-            for p in peers:
-                got: list[dict] = []
-                _collect(p, got)
-                per_client.append(got)
-        finally:
-            for p in peers:
-                await p.close()
-            proc.terminate()
-            await proc.wait()
-            for s in inference:
-                await s.kill()
+    try:  # the inference servers go, whatever fails after any of them started
+        await asyncio.gather(*(s.start() for s in inference))
+        with tempfile.TemporaryDirectory() as tmp:
+            config_path = Path(tmp) / "load.toml"
+            config_path.write_text(
+                f"[server]\nmax_sessions = {clients}\n[model]\nn_ctx = 4096\nn_threads = {threads}\n"
+                f"[pipeline]\nqueue = \"{queue}\"\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n")
+            model = [a for s in inference for a in ("--endpoint", s.url)] or ["--model", str(files.text),
+                                                                             "--mmproj", str(files.mmproj)]
+            proc, url = await start_server_process(None, "--config", str(config_path), *model)
+            peers: list[Client] = []
+            try:
+                peers = [await connect(url, size[0], size[1], fps) for _ in range(clients)]
+                await asyncio.gather(*(p.next_message("guidance", timeout=600) for p in peers))  # all warmed up
+                for p in peers:
+                    _collect(p, [])
+                cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+                await asyncio.sleep(seconds)  # the measured window
+                cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
+                per_client: list[list[dict]] = []
+                for p in peers:
+                    got: list[dict] = []
+                    _collect(p, got)
+                    per_client.append(got)
+            finally:
+                for p in peers:
+                    await p.close()
+                proc.terminate()
+                await proc.wait()
+    finally:
+        for s in inference:
+            await s.kill()
     cpu = (cpu1 - cpu0) / (t1 - t0)
     return _summarise(per_client, clients, size, fps, seconds, queue, cpu, files, endpoints)
 
