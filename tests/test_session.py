@@ -95,12 +95,14 @@ async def test_bad_channel_messages_get_errors_while_another_session_keeps_guida
     offender = await connect(base)
     try:
         await bystander.next_message("guidance")
+        assert (await offender.next_message("status"))["state"] == "ready"
         offender.send(raw)
         error = await offender.next_message("error")
         assert error["code"] == code and error["message"]
         # both sessions still work: the offender's settings are unchanged, the bystander still gets guidance
         offender.send({"type": "settings"})
-        assert (await offender.next_message("status"))["preset"] == "describe"
+        status = await offender.next_message("status")
+        assert status["state"] == "settings" and status["preset"] == "describe"
         await keeps_streaming(bystander)
     finally:
         await offender.close()
