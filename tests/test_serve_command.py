@@ -16,7 +16,7 @@ from stream_assist.model_source import ModelFiles
 from stream_assist.server_process import LlamaCppServer, start_server_process
 from stream_assist.synthetic_client import connect
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 
 
 async def start_server(files: ModelFiles | None, home: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
@@ -24,6 +24,7 @@ async def start_server(files: ModelFiles | None, home: Path, *extra: str) -> tup
                                       timeout=120)
 
 
+@SESSION_LOOP
 async def test_sigterm_tells_sessions_closes_them_and_exits(tiny_files: ModelFiles, tmp_path: Path) -> None:
     proc, url = await start_server(tiny_files, tmp_path)
     try:
@@ -45,6 +46,7 @@ async def test_sigterm_tells_sessions_closes_them_and_exits(tiny_files: ModelFil
             await proc.wait()
 
 
+@SESSION_LOOP
 async def test_self_signed_https(tiny_files: ModelFiles, tmp_path: Path) -> None:
     proc, url = await start_server(tiny_files, tmp_path, "--self-signed")
     try:
@@ -59,6 +61,7 @@ async def test_self_signed_https(tiny_files: ModelFiles, tmp_path: Path) -> None
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
+@SESSION_LOOP
 async def test_serve_with_an_endpoint_loads_no_model_and_guides_from_it(tiny_files: ModelFiles, tmp_path: Path) -> None:
     inference = LlamaCppServer(tiny_files)
     await inference.start()
