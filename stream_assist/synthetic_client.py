@@ -61,6 +61,7 @@ class Client:
     channel: RTCDataChannel
     camera: SyntheticCamera
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
+    ready: dict = field(default_factory=dict)  # the server's unasked `status: ready` (session id, presets)
 
     async def next_message(self, kind: str | tuple[str, ...], timeout: float = 120.0) -> dict:
         """The next message of the given type(s) (messages of other types are skipped); fails on timeout."""
@@ -82,7 +83,8 @@ class Client:
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0) -> Client:
-    """Makes an offer with one video track and a `guidance` channel; waits until the channel is open."""
+    """Makes an offer with one video track and a `guidance` channel; waits for the session's `status: ready`,
+    kept as `client.ready`, so every message left in the queue is one sent after it (replies pair up)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
@@ -100,4 +102,7 @@ async def connect(base_url: str, width: int = 320, height: int = 240, fps: float
                 raise RuntimeError(f"offer refused: {res.status} {body}")
     await pc.setRemoteDescription(RTCSessionDescription(**body))
     await asyncio.wait_for(opened, 60)
+    client.ready = await client.next_message("status", timeout=60)
+    if client.ready.get("state") != "ready":
+        raise RuntimeError(f"the session's first status is not ready: {client.ready}")
     return client

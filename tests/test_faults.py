@@ -16,7 +16,7 @@ from stream_assist.synthetic_client import connect
 
 async def main():
     client = await connect(sys.argv[1])
-    print((await client.next_message("status"))["session"], flush=True)
+    print(client.ready["session"], flush=True)
     await client.next_message("guidance")
     print("streaming", flush=True)
     await asyncio.Event().wait()

@@ -65,7 +65,7 @@ async def test_enhanced_frame_shows_what_the_model_sees(server) -> None:
     base, state = server
     client = await connect(base, width=640, height=480)
     try:
-        session = (await client.next_message("status"))["session"]
+        session = client.ready["session"]
         await client.next_message("guidance")
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/sessions/{session}/enhanced.jpg") as res:

@@ -20,8 +20,7 @@ async def test_guidance_arrives_with_timeline_and_counters(server) -> None:
     base, state = server
     client = await connect(base)
     try:
-        status = await client.next_message("status")
-        assert status["state"] == "ready" and "describe" in status["presets"]
+        assert client.ready["state"] == "ready" and "describe" in client.ready["presets"]
         first = await client.next_message("guidance")
         second = await client.next_message("guidance")
         assert isinstance(first["text"], str)
@@ -41,7 +40,7 @@ async def test_a_session_guided_every_n_seconds_sends_no_frame_sooner(server) ->
     base, state = server
     client, bystander = await connect(base), await connect(base)
     try:
-        session = state.sessions[(await client.next_message("status"))["session"]]
+        session = state.sessions[client.ready["session"]]
         await client.next_message("guidance")
         client.send({"type": "settings", "interval_s": 600})
         status = await client.next_message("status")
@@ -66,7 +65,6 @@ async def test_settings_pause_and_resume(server) -> None:
     base, _ = server
     client = await connect(base)
     try:
-        await client.next_message("status")
         client.send({"type": "settings", "preset": "next_step", "task": "assemble a shelf"})
         status = await client.next_message("status")
         assert (status["state"], status["preset"], status["task"]) == ("settings", "next_step", "assemble a shelf")
@@ -95,7 +93,6 @@ async def test_bad_channel_messages_get_errors_while_another_session_keeps_guida
     offender = await connect(base)
     try:
         await bystander.next_message("guidance")
-        assert (await offender.next_message("status"))["state"] == "ready"
         offender.send(raw)
         error = await offender.next_message("error")
         assert error["code"] == code and error["message"]
@@ -112,7 +109,7 @@ async def test_bad_channel_messages_get_errors_while_another_session_keeps_guida
 async def test_closing_a_session_frees_it(server) -> None:
     base, state = server
     client = await connect(base)
-    session = state.sessions[(await client.next_message("status"))["session"]]
+    session = state.sessions[client.ready["session"]]
     await client.next_message("guidance")
     slot = session.slot
     await client.close()
@@ -125,7 +122,7 @@ async def test_still_scene_is_not_asked_again_until_it_changes(server) -> None:
     base, state = server
     client = await connect(base)
     try:
-        session = state.sessions[(await client.next_message("status"))["session"]]
+        session = state.sessions[client.ready["session"]]
         session.gate.threshold = 3.0  # this session gates as the default configuration does
         session.rate = RateLimit(10_000)  # the test asks for counters as fast as they come back
         client.camera.still = True
@@ -182,7 +179,7 @@ async def test_a_frame_that_fails_to_convert_is_counted_and_skipped(server) -> N
     base, state = server
     client = await connect(base)
     try:
-        session = state.sessions[(await client.next_message("status"))["session"]]
+        session = state.sessions[client.ready["session"]]
         prepare, broken = session._prepare, []
 
         def fails_once(item, *rest):  # a corrupt frame, injected at the conversion step

@@ -23,7 +23,7 @@ async def test_connect_stream_disconnect_cycles_release_sessions_slots_and_socke
 
     async def cycle() -> None:
         client = await connect(base)
-        session = state.sessions[(await client.next_message("status"))["session"]]
+        session = state.sessions[client.ready["session"]]
         ids.append(session.id)
         await client.next_message("guidance")
         await client.close()
