@@ -8,10 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from . import bench_enhance
+from .bench import enhance as bench_enhance
+from .bench.random_model import SHAPES
 from .config import Config, ConfigError, load_config, validate
-from .model_source import VARIANTS, ModelFileError, ModelFiles
-from .random_model import SHAPES
+from .inference.model_source import VARIANTS, ModelFileError, ModelFiles
 
 log = logging.getLogger("stream_assist")
 
@@ -50,7 +50,7 @@ def _enhance_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def enhance(args: argparse.Namespace) -> int:
-    from .bench_enhance import enhance_file
+    from .enhance.image_file import enhance_file
 
     width, height = enhance_file(args.input, args.output, load_config(args.config))
     print(f"stream-assist: wrote {args.output} ({width}x{height}, what the model sees)")
@@ -103,8 +103,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def bench_model_files(args: argparse.Namespace) -> ModelFiles:
     """Real files when given, else a random-weight pair of the chosen shape from the cache."""
-    from .model_source import check_gguf
-    from .random_model import write_pair
+    from .bench.random_model import write_pair
+    from .inference.model_source import check_gguf
 
     if args.model or args.mmproj:
         if not (args.model and args.mmproj):
@@ -116,8 +116,9 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from . import bench_model, bench_page
-    from .random_model import write_pair
+    from .bench import model as bench_model
+    from .bench import page as bench_page
+    from .bench.random_model import write_pair
 
     config = Config()
     if args.bench == "enhance":
@@ -133,11 +134,11 @@ def bench(args: argparse.Namespace) -> int:
         return 0
     files = bench_model_files(args)
     if args.bench == "soak":
-        from . import bench_soak
+        from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
     if args.bench == "load":
-        from . import bench_load
+        from .bench import load as bench_load
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
@@ -186,7 +187,7 @@ def urls_to_open(host: str, port: int, tls: bool) -> list[str]:
 
 
 def _ssl_context(args: argparse.Namespace, host: str):  # noqa: ANN202 - ssl.SSLContext | None
-    from .tls import make_self_signed, ssl_context
+    from .server.tls import make_self_signed, ssl_context
 
     if args.self_signed:
         names = ["localhost", "127.0.0.1", *_local_addresses()] + ([host] if host not in ("0.0.0.0", "") else [])
@@ -204,8 +205,8 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
     import asyncio
     import signal
 
-    from .access import qr_text
-    from .server import start_site
+    from .server.access import qr_text
+    from .server.app import start_site
 
     runner, port = await start_site(app, config.server.host, config.server.port, context)
     urls = [url + (f"?token={token}" if token else "") for url in urls_to_open(config.server.host, port,
@@ -230,11 +231,11 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
 def serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .inference_worker import InferenceWorker
-    from .model_source import resolve
-    from .remote_model import RemoteModel
-    from .server import ServerState, make_app
-    from .vision_model import VisionModel
+    from .inference.model_source import resolve
+    from .inference.remote_model import RemoteModel
+    from .inference.vision_model import VisionModel
+    from .inference.worker import InferenceWorker
+    from .server.app import ServerState, make_app
 
     config = apply_overrides(load_config(args.config), args)
     context = _ssl_context(args, config.server.host)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from stream_assist.bench.random_model import write_pair
+from stream_assist.bench.synthetic_client import Client
 from stream_assist.config import Config
-from stream_assist.inference_worker import InferenceWorker
-from stream_assist.model_source import ModelFiles
-from stream_assist.random_model import write_pair
-from stream_assist.server import ServerState, make_app, start_site
-from stream_assist.synthetic_client import Client
-from stream_assist.vision_model import VisionModel
+from stream_assist.inference.model_source import ModelFiles
+from stream_assist.inference.vision_model import VisionModel
+from stream_assist.inference.worker import InferenceWorker
+from stream_assist.server.app import ServerState, make_app, start_site
 
 
 @pytest.fixture(scope="session")

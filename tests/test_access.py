@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from stream_assist.access import is_loopback, resolve_token
+from stream_assist.bench.server_process import start_server_process
+from stream_assist.bench.synthetic_client import connect
 from stream_assist.config import Config
-from stream_assist.model_source import ModelFiles
-from stream_assist.server_process import start_server_process
-from stream_assist.synthetic_client import connect
+from stream_assist.inference.model_source import ModelFiles
+from stream_assist.server.access import is_loopback, resolve_token
 
 from .conftest import running_server
 

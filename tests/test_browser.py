@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_assist.bench_page import CHROMIUM_ARGS
+from stream_assist.bench.page import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_assist.change_gate import ChangeGate, difference, thumbnail
+from stream_assist.video.change_gate import ChangeGate, difference, thumbnail
 
 
 def reference_thumbnail(rgb: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

@@ -53,7 +53,7 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 
 
 def test_ice_servers_from_config() -> None:
-    from stream_assist.server import ice_servers
+    from stream_assist.server.app import ice_servers
 
     config = config_from_dict({"server": {"ice_urls": "stun:a.example:3478, turn:a.example:3478?transport=udp",
                                           "ice_username": "u", "ice_credential": "p"}})

@@ -14,8 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_assist import bench_enhance, enhance_opencv, enhance_reference, enhancement
+from stream_assist.bench import enhance as bench_enhance
 from stream_assist.config import Config, ConfigError, EnhancementConfig, config_from_dict
+from stream_assist.enhance import kernels as enhancement
+from stream_assist.enhance import opencv as enhance_opencv
+from stream_assist.enhance import reference as enhance_reference
+from stream_assist.enhance.image_file import enhance_file
 
 ALL = EnhancementConfig()
 LAB_ONLY = EnhancementConfig(adaptive_enhancement=False, hdr_simulation=False)
@@ -173,16 +177,16 @@ def test_enhance_file_resizes_and_writes(tmp_path: Path) -> None:
     cv2.imwrite(str(src), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     config = Config()
     config.pipeline.max_edge = 150
-    assert bench_enhance.enhance_file(src, dst, config) == (150, 100)
+    assert enhance_file(src, dst, config) == (150, 100)
     out = cv2.cvtColor(cv2.imread(str(dst)), cv2.COLOR_BGR2RGB)
     small = cv2.cvtColor(cv2.resize(cv2.imread(str(src)), (150, 100), interpolation=cv2.INTER_AREA),
                          cv2.COLOR_BGR2RGB)
     assert np.array_equal(out, enhancement.enhance(small, config.enhancement))
     with pytest.raises(ValueError, match="cannot read"):
-        bench_enhance.enhance_file(tmp_path / "missing.png", dst, config)
+        enhance_file(tmp_path / "missing.png", dst, config)
     cv2.imwrite(str(src), np.zeros((100, 1300, 3), np.uint8))
     config.pipeline.max_edge = 0  # auto: the reference's 1024
-    assert bench_enhance.enhance_file(src, dst, config) == (1024, 78)
+    assert enhance_file(src, dst, config) == (1024, 78)
 
 
 def test_bench_reports_every_implementation(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,13 +6,13 @@ import asyncio
 import sys
 import time
 
-from stream_assist.synthetic_client import connect
+from stream_assist.bench.synthetic_client import connect
 
 from .conftest import keeps_streaming, running_server, small_config
 
 BROWSER = """
 import asyncio, sys
-from stream_assist.synthetic_client import connect
+from stream_assist.bench.synthetic_client import connect
 
 async def main():
     client = await connect(sys.argv[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_assist.frame_sampler import SampleClock
+from stream_assist.video.sampler import SampleClock
 
 INTERVAL = 1 / 15  # sample interval
 

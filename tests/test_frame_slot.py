@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_assist.inference_worker import InferenceWorker, Job, Outcome
-from stream_assist.timeline import Timeline
-from stream_assist.vision_model import Generation
+from stream_assist.inference.vision_model import Generation
+from stream_assist.inference.worker import InferenceWorker, Job, Outcome
+from stream_assist.latency.timeline import Timeline
 
 
 class Unreachable(RuntimeError):

@@ -18,8 +18,8 @@ from aiortc import RTCPeerConnection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_assist.protocol import ProtocolError, parse_client_message
-from stream_assist.synthetic_client import Client, SyntheticCamera, connect
+from stream_assist.bench.synthetic_client import Client, SyntheticCamera, connect
+from stream_assist.server.protocol import ProtocolError, parse_client_message
 
 from .conftest import keeps_streaming, running_server, small_config
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_assist.synthetic_client import connect
+from stream_assist.bench.synthetic_client import connect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-from stream_assist.jitter_buffer import MarkerJitterBuffer
+from stream_assist.video.jitter_buffer import MarkerJitterBuffer
 
 
 def packet(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:

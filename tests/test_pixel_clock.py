@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_assist.capture_clock import ntp_to_unix_ms, rtp_diff
-from stream_assist.pixel_clock import draw, read_capture_ms
+from stream_assist.latency.capture_clock import ntp_to_unix_ms, rtp_diff
+from stream_assist.latency.pixel_clock import draw, read_capture_ms
 
 MS = 1_764_190_000_123
 

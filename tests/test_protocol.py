@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stream_assist.protocol import Pause, ProtocolError, Resume, Settings, encode, parse_client_message
+from stream_assist.server.protocol import Pause, ProtocolError, Resume, Settings, encode, parse_client_message
 
 
 def parse(raw):
@@ -55,7 +55,7 @@ def test_encode_is_compact_json_with_type() -> None:
 
 
 def test_rate_limit_allows_bursts_then_the_sustained_rate() -> None:
-    from stream_assist.protocol import RateLimit
+    from stream_assist.server.protocol import RateLimit
 
     limit = RateLimit(rate=10)
     assert sum(limit.allow(0.0) for _ in range(50)) == 20  # burst: twice the rate

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
+from stream_assist.bench.server_process import LlamaCppServer
+from stream_assist.bench.synthetic_client import Client, connect
 from stream_assist.config import Config
-from stream_assist.endpoint_pool import Endpoint, least_busy, next_backoff
-from stream_assist.remote_model import RemoteModel
-from stream_assist.server_process import LlamaCppServer
-from stream_assist.synthetic_client import Client, connect
+from stream_assist.inference.endpoint_pool import Endpoint, least_busy, next_backoff
+from stream_assist.inference.remote_model import RemoteModel
 
 from .conftest import running_server, small_config
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from stream_assist.bench.server_process import LlamaCppServer, start_server_process
+from stream_assist.bench.synthetic_client import connect
 from stream_assist.cli import main
-from stream_assist.model_source import ModelFiles
-from stream_assist.server_process import LlamaCppServer, start_server_process
-from stream_assist.synthetic_client import connect
+from stream_assist.inference.model_source import ModelFiles
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from stream_assist.protocol import RateLimit
-from stream_assist.synthetic_client import connect
-from stream_assist.timeline import STAGES
+from stream_assist.bench.synthetic_client import connect
+from stream_assist.latency.timeline import STAGES
+from stream_assist.server.protocol import RateLimit
 
 from .conftest import keeps_streaming
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from stream_assist.config import ModelConfig
-from stream_assist.model_source import ModelFileError, ModelFiles, check_gguf, resolve
-from stream_assist.vision_model import VisionModel, cpu_advertises_amx, use_extra_buffers
+from stream_assist.inference.model_source import ModelFileError, ModelFiles, check_gguf, resolve
+from stream_assist.inference.vision_model import VisionModel, cpu_advertises_amx, use_extra_buffers
 
 
 def scene(h: int = 96, w: int = 128) -> np.ndarray:
@@ -65,8 +65,8 @@ QUANTIZED_RUN = """
 import sys, numpy as np
 from pathlib import Path
 from stream_assist.config import ModelConfig
-from stream_assist.model_source import ModelFiles
-from stream_assist.vision_model import VisionModel
+from stream_assist.inference.model_source import ModelFiles
+from stream_assist.inference.vision_model import VisionModel
 files = ModelFiles(Path(sys.argv[1]), Path(sys.argv[2]), "test")
 model = VisionModel(files, ModelConfig(n_ctx=512, max_tokens=4, n_threads=1))
 gen = model.describe(np.full((64, 64, 3), 128, np.uint8), "What is this?")

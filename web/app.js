@@ -274,7 +274,7 @@ async function start() {
 }
 
 // The test-pattern camera: a canvas whose frames carry, in their pixels, the browser-clock time at which
-// each was drawn and captured (stream_assist/pixel_clock.py reads it), so the server knows every frame's
+// each was drawn and captured (stream_assist/latency/pixel_clock.py reads it), so the server knows every frame's
 // true capture time and the page can check its own latency figures against it.
 const PATTERN = { gridW: 32, gridH: 24, cols: 28, timeBits: 48, checkBits: 8 };
 let patternTimer = null;

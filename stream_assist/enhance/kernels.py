@@ -19,7 +19,7 @@ Per pixel that is a fixed colour mapping followed by a per-frame curve on each c
 (Numba, float32, one pass) computes the boosted linear value v of each channel and looks the output up
 in a per-frame table indexed by √v on a 65536-step grid, which holds the sRGB encoding and the whole
 tone curve; with the LAB boost off, the curve is a 256-entry table. The statistics come from the sample
-(about 8k pixels) before that pass. stream_assist/enhance_reference.py is the float64 definition.
+(about 8k pixels) before that pass. stream_assist/enhance/reference.py is the float64 definition.
 
 Kernels compile into Numba's on-disk cache; `warm_up()` compiles or loads them at server start. Numba's
 thread count belongs to the calling thread, so `enhance` applies `config.threads` itself each call (it runs
@@ -39,9 +39,9 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import EnhancementConfig
+from ..config import EnhancementConfig
 
-# Published constants, shared with the float64 reference (enhance_reference.py).
+# Published constants, shared with the float64 reference (reference.py).
 SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))  # IEC 61966-2-1
 D65_WHITE = (0.95047, 1.0, 1.08883)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec. 601

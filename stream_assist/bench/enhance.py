@@ -1,7 +1,7 @@
-"""`stream-assist bench enhance` and `stream-assist enhance IN OUT`.
+"""`stream-assist bench enhance`.
 
-The benchmark times, in one process and interleaved, the Numba chain (enhancement.py), the same operations
-in OpenCV (enhance_opencv.py) and the float64 NumPy definition (enhance_reference.py) on a synthetic
+The benchmark times, in one process and interleaved, the Numba chain (enhance/kernels.py), the same operations
+in OpenCV (enhance/opencv.py) and the float64 NumPy definition (enhance/reference.py) on a synthetic
 natural-looking frame of each size, with every step on, and prints medians and ratios. Frames are
 enhanced at the size given (the server resizes to the model's size before enhancement).
 """
@@ -14,14 +14,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import cv2
 import numba
 import numpy as np
 
-from . import enhance_opencv, enhance_reference, enhancement
-from .config import Config, EnhancementConfig
+from ..config import EnhancementConfig
+from ..enhance import kernels as enhancement
+from ..enhance import opencv as enhance_opencv
+from ..enhance import reference as enhance_reference
 
 SIZES = ((640, 480), (1280, 720), (1024, 1024), (1920, 1080))
 
@@ -87,24 +87,6 @@ def format_table(result: dict) -> str:
         lines.append(f"{row['size']:>10} {row['numba_ms']:8.2f} {row['opencv_ms']:8.2f} {row['numpy_ms']:9.1f} "
                      f"{row['opencv_over_numba']:12.1f}x {row['numpy_over_numba']:11.0f}x")
     return "\n".join(lines)
-
-
-def enhance_file(in_path: Path, out_path: Path, config: Config) -> tuple[int, int]:
-    """Reads an image, resizes it (INTER_AREA) to the model's size (pipeline.max_edge, the server's rule;
-    auto = 1024, the reference's size), enhances it, writes it; returns (width, height) written."""
-    from .frame_sampler import fit_size
-    from .hardware import GPU_MAX_EDGE
-
-    bgr = cv2.imread(str(in_path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read an image from {in_path}")
-    width, height = fit_size(bgr.shape[1], bgr.shape[0], config.pipeline.max_edge or GPU_MAX_EDGE)
-    if (width, height) != (bgr.shape[1], bgr.shape[0]):
-        bgr = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
-    rgb = enhancement.enhance(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), config.enhancement)
-    if not cv2.imwrite(str(out_path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise ValueError(f"cannot write an image to {out_path} (unknown extension or unwritable)")
-    return width, height
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

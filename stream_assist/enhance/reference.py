@@ -1,6 +1,6 @@
 """The enhancement chain in plain float64 NumPy, written straight from the formulas in docs/enhancement.md.
 
-This is the definition the Numba kernels (enhancement.py) are tested against, and the benchmark's slow
+This is the definition the Numba kernels (kernels.py) are tested against, and the benchmark's slow
 baseline. It shares only the published constants with the kernels: every step is evaluated per pixel,
 without tables, grids or tricks. The steps compose without rounding; only the output is rounded.
 """
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from .config import EnhancementConfig
-from .enhancement import D65_WHITE, HDR_SIGMA, LUMA_WEIGHTS, SRGB_TO_XYZ, STATS_SAMPLES
+from ..config import EnhancementConfig
+from .kernels import D65_WHITE, HDR_SIGMA, LUMA_WEIGHTS, SRGB_TO_XYZ, STATS_SAMPLES
 
 _EPS = (6 / 29) ** 3  # CIELAB: f(t) is linear below this t
 _KAPPA = 3 * (6 / 29) ** 2

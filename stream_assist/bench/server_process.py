@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 
-from .model_source import ModelFiles
+from ..inference.model_source import ModelFiles
 
 Started = tuple[asyncio.subprocess.Process, str]
 

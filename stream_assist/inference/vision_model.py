@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .model_source import ModelFileError, ModelFiles
 
 log = logging.getLogger(__name__)

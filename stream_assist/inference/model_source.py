@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 class ModelFileError(ValueError):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ModelConfig
-from .model_source import ModelFiles
-from .vision_model import Generation, VisionModel
+from ..config import ModelConfig
+from ..inference.model_source import ModelFiles
+from ..inference.vision_model import Generation, VisionModel
 
 PROMPT = ("The user is working on this task: assembling a bookshelf. Looking at the image, what should they do next? "
           "Answer in one or two short sentences that can be read aloud.")

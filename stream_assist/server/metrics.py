@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .timeline import Timeline
-from .vision_model import Generation
+from ..inference.vision_model import Generation
+from ..latency.timeline import Timeline
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..latency.timeline import Timeline
 from .frame_slot import FrameFifo, FrameSlot
-from .timeline import Timeline
 from .vision_model import Generation
 
 log = logging.getLogger(__name__)

@@ -17,18 +17,18 @@ import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..config import Config
+from ..enhance.kernels import enhance
+from ..inference.prompts import PRESET_NAMES, PromptSettings
+from ..inference.worker import InferenceWorker, Job, Outcome
+from ..latency.capture_clock import CaptureClock
+from ..latency.pixel_clock import read_capture_ms
+from ..latency.timeline import Timeline
+from ..video.change_gate import ChangeGate, thumbnail
+from ..video.jitter_buffer import use_marker_jitter_buffer
+from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
-from .capture_clock import CaptureClock
-from .change_gate import ChangeGate, thumbnail
-from .config import Config
-from .enhancement import enhance
-from .frame_sampler import FrameSampler, SampledFrame, to_rgb
-from .inference_worker import InferenceWorker, Job, Outcome
-from .jitter_buffer import use_marker_jitter_buffer
 from .metrics import Metrics
-from .pixel_clock import read_capture_ms
-from .prompts import PRESET_NAMES, PromptSettings
-from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The enhancement chain done the straightforward OpenCV way: the benchmark's baseline for the Numba kernels.
 
-Same operations as enhancement.py (docs/enhancement.md): float32 `cv2.cvtColor` RGB ↔ CIELAB (OpenCV
+Same operations as kernels.py (docs/enhancement.md): float32 `cv2.cvtColor` RGB ↔ CIELAB (OpenCV
 applies the sRGB curve and uses D65), the boost on the Lab planes, and the adaptive and HDR steps as one
 256-entry table applied with `cv2.LUT` to the 8-bit result. Rounding the LAB result to 8 bits before the
 table is the one shortcut (the definition rounds once, at the end), so it agrees with the reference to
@@ -14,8 +14,8 @@ import math
 import cv2
 import numpy as np
 
-from .config import EnhancementConfig
-from .enhancement import HDR_SIGMA, LUMA_WEIGHTS, STATS_SAMPLES
+from ..config import EnhancementConfig
+from .kernels import HDR_SIGMA, LUMA_WEIGHTS, STATS_SAMPLES
 
 
 def lab_boost(rgb: np.ndarray, l_boost: float, ab_boost: float) -> np.ndarray:

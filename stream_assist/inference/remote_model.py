@@ -21,7 +21,7 @@ import httpx2
 import numpy as np
 import openai
 
-from .config import ModelConfig, OpenAIConfig, endpoint_urls
+from ..config import ModelConfig, OpenAIConfig, endpoint_urls
 from .endpoint_pool import Endpoint, EndpointPool
 from .vision_model import Generation
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .inference_worker import InferenceWorker
-from .model_source import ModelFiles
-from .server import ServerState, make_app, start_site
-from .vision_model import VisionModel
+from ..config import Config
+from ..inference.model_source import ModelFiles
+from ..inference.vision_model import VisionModel
+from ..inference.worker import InferenceWorker
+from ..server.app import ServerState, make_app, start_site
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",

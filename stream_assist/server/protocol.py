@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .prompts import PRESET_NAMES
+from ..inference.prompts import PRESET_NAMES
 
 PROTOCOL_VERSION = 1
 

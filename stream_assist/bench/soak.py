@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .model_source import ModelFiles
+from ..inference.model_source import ModelFiles
 from .server_process import start_server_process
 from .synthetic_client import connect
 

@@ -21,18 +21,18 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..config import Config
+from ..enhance.kernels import warm_up
+from ..inference.hardware import apply_hardware_defaults
+from ..inference.vision_model import gpu_offload_available
+from ..inference.worker import InferenceWorker
 from .access import middleware, resolve_token
-from .config import Config
-from .enhancement import warm_up
-from .hardware import apply_hardware_defaults
-from .inference_worker import InferenceWorker
 from .metrics import Metrics
 from .session import Session
-from .vision_model import gpu_offload_available
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 MAX_SDP_CHARS = 32768
 
 APP_STATE = web.AppKey("state", "ServerState")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_source import ModelFiles
+from ..inference.model_source import ModelFiles
+from ..latency.timeline import STAGES
 from .server_process import LlamaCppServer, start_server_process
 from .synthetic_client import Client, connect
-from .timeline import STAGES
 
 
 def _cpu_seconds(pid: int) -> float:

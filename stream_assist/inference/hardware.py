@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .config import Config
+from ..config import Config
 
 log = logging.getLogger(__name__)
 
