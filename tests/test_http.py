@@ -98,6 +98,8 @@ async def test_no_file_outside_web_is_served(server, path: str) -> None:
     ('{"sdp": "' + (VALID_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken\r\n").replace("\r\n", "\\r\\n")
      + '", "type": "offer"}', "application/json", 400, "invalid SDP offer"),
     ('{"sdp": "v=0' + "a" * 40000 + '\\nm=video", "type": "offer"}', "application/json", 400, "longer than"),
+    ('{"sdp": "' + VALID_HEAD.replace("\r\n", "\\r\\n") + 'm=video 9 UDP/TLS/RTP/SAVPF 96", "type": "offer", '
+     '"resume": "../../etc"}', "application/json", 400, "resume must be a token"),
 ])
 async def test_bad_offers_get_clear_errors_and_leave_sessions_alone(server, data, content_type, status, needle) -> None:
     base, state = server
@@ -106,6 +108,25 @@ async def test_bad_offers_get_clear_errors_and_leave_sessions_alone(server, data
     assert code == status
     assert needle.replace('\\"', '"') in body["error"]
     assert len(state.sessions) == before
+
+
+async def test_a_session_keeps_the_resume_token_it_was_offered_and_issues_one_otherwise(server) -> None:
+    base, _ = server
+    first = await connect(base)
+    try:
+        token = first.ready["resume_token"]
+        again = await connect(base, resume=token)
+        try:
+            assert again.ready["resume_token"] == token
+        finally:
+            await again.close()
+        other = await connect(base)
+        try:
+            assert other.ready["resume_token"] != token
+        finally:
+            await other.close()
+    finally:
+        await first.close()
 
 
 async def test_oversized_body_is_refused(server) -> None:

@@ -13,6 +13,10 @@ const HISTORY_LENGTH = 8;
 // From another machine the server wants the access token it printed; it comes in this page's URL.
 const TOKEN = new URLSearchParams(location.search).get("token");
 const authHeaders = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+// The server's name for this person's session state; sent with every offer so a reload, a reconnect or a
+// server restart comes back to the same settings, task and step.
+const RESUME_KEY = "stream-assist-resume";
+const resumeToken = () => localStorage.getItem(RESUME_KEY);
 
 let pc = null;
 let channel = null;
@@ -257,10 +261,12 @@ async function start() {
     const res = await fetch("/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json", ...authHeaders },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type,
+                             ...(resumeToken() ? { resume: resumeToken() } : {}) }),
     });
     const answer = await res.json();
     if (!res.ok) throw new Error(answer.error || `server answered ${res.status}`);
+    localStorage.setItem(RESUME_KEY, answer.resume_token);
     await pc.setRemoteDescription(answer);
     setState("connecting");
     ui.start.textContent = "Stop";

@@ -82,9 +82,10 @@ class Client:
         await self.pc.close()
 
 
-async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0) -> Client:
-    """Makes an offer with one video track and a `guidance` channel; waits for the session's `status: ready`,
-    kept as `client.ready`, so every message left in the queue is one sent after it (replies pair up)."""
+async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
+                  resume: str | None = None) -> Client:
+    """Makes an offer with one video track and a `guidance` channel (and the resume token, if given); waits for the
+    session's `status: ready`, kept as `client.ready`, so every message left in the queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
@@ -95,12 +96,13 @@ async def connect(base_url: str, width: int = 320, height: int = 240, fps: float
     channel.on("message", lambda m: client.messages.put_nowait(json.loads(m)))
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base_url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as res:
+        offer = {"sdp": pc.localDescription.sdp, "type": "offer", **({"resume": resume} if resume else {})}
+        async with http.post(f"{base_url}/offer", json=offer) as res:
             body = await res.json()
             if res.status != 200:
                 await pc.close()
                 raise RuntimeError(f"offer refused: {res.status} {body}")
-    await pc.setRemoteDescription(RTCSessionDescription(**body))
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
     await asyncio.wait_for(opened, 60)
     client.ready = await client.next_message("status", timeout=60)
     if client.ready.get("state") != "ready":

@@ -28,6 +28,7 @@ from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
 from .access import middleware, resolve_token
 from .metrics import Metrics
+from .protocol import parse_resume_token
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _parse_offer(body: Any) -> RTCSessionDescription:
-    """Checks the offer's shape; raises ValueError with a message for the client."""
+def _parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
+    """Checks the offer's shape; returns it and its resume token, if any; raises ValueError with a message for the
+    client."""
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object with 'sdp' and 'type'")
     sdp, kind = body.get("sdp"), body.get("type")
@@ -87,7 +89,7 @@ def _parse_offer(body: Any) -> RTCSessionDescription:
         raise ValueError(f"'sdp' is longer than {MAX_SDP_CHARS} characters")
     if "\nm=video" not in sdp:
         raise ValueError("the offer has no video; send the camera track")
-    return RTCSessionDescription(sdp=sdp, type="offer")
+    return RTCSessionDescription(sdp=sdp, type="offer"), parse_resume_token(body.get("resume"))
 
 
 async def offer(request: web.Request) -> web.Response:
@@ -99,14 +101,15 @@ async def offer(request: web.Request) -> web.Response:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return _error(400, "body is not valid JSON")
     try:
-        description = _parse_offer(body)
+        description, resume_token = _parse_offer(body)
     except ValueError as e:
         return _error(400, str(e))
     if len(state.sessions) >= state.config.server.max_sessions:
         return _error(503, f"server is full ({state.config.server.max_sessions} sessions); try again later")
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(state.config)]))
-    session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed)
+    session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed,
+                      resume_token=resume_token)
     state.sessions[session.id] = session
     try:
         await pc.setRemoteDescription(description)
@@ -115,7 +118,8 @@ async def offer(request: web.Request) -> web.Response:
         await session.close()
         return _error(400, f"invalid SDP offer: {e}")
     log.info("session %s opened (%d open)", session.id, len(state.sessions))
-    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
+                              "resume_token": session.resume_token})
 
 
 def endpoints(model: Any) -> list[dict]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from ..inference.prompts import PRESET_NAMES
 
 PROTOCOL_VERSION = 1
+RESUME_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class ProtocolError(ValueError):
@@ -139,3 +142,17 @@ class RateLimit:
 def encode(kind: str, **fields: Any) -> str:
     """A server → browser message as JSON text."""
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def new_resume_token() -> str:
+    """An unguessable token that names one person's session state across reconnects and server restarts."""
+    return secrets.token_urlsafe(16)
+
+
+def parse_resume_token(value: Any) -> str | None:
+    """The offer's optional `resume` field: None when absent; ProtocolError when it is not a token we could issue."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not RESUME_TOKEN.fullmatch(value):
+        raise ProtocolError("bad_field", "resume must be a token from an earlier status (16-64 of A-Z a-z 0-9 _ -)")
+    return value

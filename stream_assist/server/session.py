@@ -40,8 +40,10 @@ class Session:
     """Everything one peer connection owns; closed by close() from any state."""
 
     def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
-                 metrics: Metrics, on_closed: Callable[[Session], None]) -> None:
+                 metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
+        # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
+        self.resume_token = resume_token or protocol.new_resume_token()
         self.pc = pc
         self.worker = worker
         self.config = config
@@ -195,7 +197,8 @@ class Session:
             channel.send(protocol.encode("pong", t0=t0, t1=received, t2=time.time() * 1000.0))
 
     def _send_status(self, state: str) -> None:
-        self.send("status", state=state, session=self.id, protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
+        self.send("status", state=state, session=self.id, resume_token=self.resume_token,
+                  protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
                   preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
                   interval_s=self.interval_s, frame_max_edge=self.config.pipeline.max_edge,
                   counters=self.counters())
@@ -213,6 +216,10 @@ class Session:
         except protocol.ProtocolError as e:
             self.send("error", code=e.code, message=str(e))
             return
+        self.apply(message)
+
+    def apply(self, message: protocol.ClientMessage) -> None:
+        """Carries out one checked message, whether it came over the data channel or by another route."""
         if isinstance(message, protocol.Pause):
             self.paused = True
             self.slot.pause()
