@@ -29,6 +29,7 @@ class ServerConfig:
     ice_username: str = ""  # TURN username, if the TURN server wants one
     ice_credential: str = ""  # TURN password
     peer_timeout_s: float = 15.0  # a session whose browser sends no video for this long is closed (it vanished)
+    resume_s: float = 120.0  # a closed session's state waits this long for its page to reconnect, then is freed
 
 
 @dataclass
@@ -150,6 +151,7 @@ def validate(config: Config) -> Config:
              for u in config.server.ice_urls.split(",") if u.strip()),
          "server.ice_urls must be comma-separated stun:, stuns:, turn: or turns: URLs"),
         (config.server.peer_timeout_s > 0, "server.peer_timeout_s must be positive"),
+        (config.server.resume_s > 0, "server.resume_s must be positive"),
         (config.model.backend in ("embedded", "openai"), "model.backend must be embedded or openai"),
         (config.model.backend != "openai" or bool(endpoint_urls(config.openai)),
          "model.backend = openai needs openai.endpoints"),

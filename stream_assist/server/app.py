@@ -29,7 +29,9 @@ from ..inference.worker import InferenceWorker
 from .access import middleware, resolve_token
 from .metrics import Metrics
 from .protocol import parse_resume_token
+from .resume import ResumeRegistry
 from .session import Session
+from .session_state import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,13 @@ class ServerState:
                                lambda: endpoints(self.worker.model))
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
+        self.resume = ResumeRegistry(config.server.resume_s)
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
         if self.sessions.pop(session.id, None) is not None:
             self.metrics.retire(session.counters())
+            self.resume.keep(session.resume_token, session.state)
 
 
 def ice_servers(config: Config) -> list[dict]:
@@ -104,12 +108,14 @@ async def offer(request: web.Request) -> web.Response:
         description, resume_token = _parse_offer(body)
     except ValueError as e:
         return _error(400, str(e))
+    await _take_over(state, resume_token)
     if len(state.sessions) >= state.config.server.max_sessions:
         return _error(503, f"server is full ({state.config.server.max_sessions} sessions); try again later")
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(state.config)]))
+    kept: SessionState | None = state.resume.take(resume_token) if resume_token else None
     session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed,
-                      resume_token=resume_token)
+                      resume_token=resume_token, state=kept)
     state.sessions[session.id] = session
     try:
         await pc.setRemoteDescription(description)
@@ -117,9 +123,20 @@ async def offer(request: web.Request) -> web.Response:
     except Exception as e:  # aiortc raises several types for SDP it cannot use
         await session.close()
         return _error(400, f"invalid SDP offer: {e}")
-    log.info("session %s opened (%d open)", session.id, len(state.sessions))
+    log.info("session %s opened (%d open)%s", session.id, len(state.sessions), " with kept state" if kept else "")
     return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
                               "resume_token": session.resume_token})
+
+
+async def _take_over(state: ServerState, token: str | None) -> None:
+    """Closes any open session with this resume token, so that its state is kept for the new one: its peer is
+    gone without the server noticing yet, or the same page connected twice (the newer connection wins)."""
+    if token is None:
+        return
+    for old in [s for s in state.sessions.values() if s.resume_token == token]:
+        log.info("session %s replaced by a new connection with its token", old.id)
+        await old.hand_over()
+        await old.closed.wait()  # it may have been closing already (its peer failed): its state is kept once closed
 
 
 def endpoints(model: Any) -> list[dict]:
@@ -142,6 +159,7 @@ async def health(request: web.Request) -> web.Response:
         "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
+        "resumable": len(state.resume),  # closed sessions' state waiting server.resume_s for its page to come back
     })
 
 
@@ -218,6 +236,7 @@ async def _shutdown(app: web.Application) -> None:
     for session in sessions:
         session.send("status", state="closing")
     await asyncio.gather(*(session.close() for session in sessions))
+    state.resume.clear()
     state.worker.stop()
     state.executor.shutdown(wait=True)
     state.worker.model.close()

@@ -7,6 +7,7 @@ worker → guidance on the data channel. Settings are the session's own. Nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -19,7 +20,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ..config import Config
 from ..enhance.kernels import enhance
-from ..inference.prompts import PRESET_NAMES, PromptSettings
+from ..inference.prompts import PRESET_NAMES
 from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
@@ -29,6 +30,7 @@ from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
+from .session_state import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ class Session:
     """Everything one peer connection owns; closed by close() from any state."""
 
     def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
-                 metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None) -> None:
+                 metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None,
+                 state: SessionState | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
         self.resume_token = resume_token or protocol.new_resume_token()
@@ -50,18 +53,20 @@ class Session:
         self.executor = executor
         self.metrics = metrics
         self.on_closed = on_closed
-        self.prompt = PromptSettings()
-        self.interval_s = 0.0  # this session's least time between frames to the model (settings.interval_s)
+        # The person's settings and progress (the assistant's task in state.task): kept by resume.py when this
+        # connection closes, handed to the next one that offers the same token.
+        self.state = state or SessionState()
+        self.resumed = state is not None
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
-        self.paused = False
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
         self.slot = worker.new_slot(config.pipeline.queue)
+        if self.state.paused:
+            self.slot.pause()
         self.frames_failed = 0
         self.guidance_sent = 0
-        self.last_text = ""
         self.last_enhanced: np.ndarray | None = None  # the newest frame handed to the model, for the page to show
         self.gate = ChangeGate(config.pipeline.change_threshold, config.pipeline.max_reguide_s)
         self.rate = protocol.RateLimit(config.channel.max_messages_per_s)
@@ -97,7 +102,7 @@ class Session:
         truth = read_capture_ms(rgb)  # the capture time written in its pixels, for the page's test pattern
         out = enhance(rgb, self.config.enhancement)
         timeline.mark("enhanced")
-        if self.paused or self._closing or not self.gate.admit(thumbnail(out), time.time()):
+        if self.state.paused or self._closing or not self.gate.admit(thumbnail(out), time.time()):
             return
         self.last_queued_at = time.monotonic()
         timeline.mark("queued")
@@ -107,9 +112,9 @@ class Session:
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
             self.last_video_at = time.monotonic()
-            if self.paused:
+            if self.state.paused:
                 continue
-            if self.last_video_at - self.last_queued_at < self.interval_s:  # the user asked for guidance less often
+            if self.last_video_at - self.last_queued_at < self.state.interval_s:  # the user asked to be guided less
                 self.too_soon += 1
                 continue
             timeline = Timeline()
@@ -117,8 +122,8 @@ class Session:
             timeline.mark("sampled")
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
-                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, self.prompt.text(),
-                                                 estimate)
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline,
+                                                 self.state.prompt.text(), estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -133,6 +138,8 @@ class Session:
 
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
+        if self._closing:  # an answer that arrives after close must not touch state a new session now holds
+            return
         if outcome.error is not None:
             self.send("error", code="inference_failed", message=outcome.error, frame_id=job.frame_id,
                       retrying=outcome.retrying)
@@ -146,7 +153,8 @@ class Session:
         tl.mark("sent")
         self.metrics.observe(tl, gen)
         self.guidance_sent += 1
-        repeat, self.last_text = gen.text == self.last_text, gen.text
+        repeat = gen.text == self.state.last_text
+        self.state.recent.append(gen.text)
         self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, capture=job.capture,
                   engine=gen.engine, timeline=tl.as_ms(),
                   stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
@@ -198,10 +206,10 @@ class Session:
 
     def _send_status(self, state: str) -> None:
         self.send("status", state=state, session=self.id, resume_token=self.resume_token,
-                  protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
-                  preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
-                  interval_s=self.interval_s, frame_max_edge=self.config.pipeline.max_edge,
-                  counters=self.counters())
+                  protocol=protocol.PROTOCOL_VERSION, paused=self.state.paused,
+                  preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
+                  interval_s=self.state.interval_s, frame_max_edge=self.config.pipeline.max_edge,
+                  resumed=self.resumed, recent=list(self.state.recent), counters=self.counters())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -221,24 +229,24 @@ class Session:
     def apply(self, message: protocol.ClientMessage) -> None:
         """Carries out one checked message, whether it came over the data channel or by another route."""
         if isinstance(message, protocol.Pause):
-            self.paused = True
+            self.state.paused = True
             self.slot.pause()
             self._send_status("paused")
         elif isinstance(message, protocol.Resume):
-            if self.paused:
-                self.paused = False
+            if self.state.paused:
+                self.state.paused = False
                 self.gate.reset()  # the scene may have changed while paused
                 self.slot.resume()
             self._send_status("running")
         else:
             if message.preset is not None:
-                self.prompt.preset = message.preset
+                self.state.prompt.preset = message.preset
             if message.task is not None:
-                self.prompt.task = message.task
+                self.state.prompt.task = message.task
             if message.prompt is not None:
-                self.prompt.custom = message.prompt
+                self.state.prompt.custom = message.prompt
             if message.interval_s is not None:
-                self.interval_s = message.interval_s
+                self.state.interval_s = message.interval_s
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
 
@@ -270,6 +278,23 @@ class Session:
     async def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
+
+    async def hand_over(self) -> None:
+        """Closes this session because its token was offered again (its peer is gone, or the same page connected
+        twice): tells this page not to reconnect; the state goes on to the new session through on_closed."""
+        self.send("error", code="replaced", message="this session goes on in a newer connection")
+        await self._sent(1.0)
+        await self.close()
+
+    async def _sent(self, timeout: float) -> None:
+        """Waits, at most timeout, until the guidance channel has handed all it queued to SCTP (before an abort)."""
+        channel = self.channel
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount == 0:
+            return
+        done = self._loop.create_future()
+        channel.once("bufferedamountlow", lambda: done.done() or done.set_result(None))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(done, timeout)
 
     async def close(self) -> None:
         """Stops the tasks, leaves the worker, closes the peer connection; safe to call twice."""
