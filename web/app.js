@@ -23,13 +23,18 @@ let channel = null;
 let clockTimer = null;
 let stream = null;
 let paused = false;
+// Between Start and Stop the page stays live on its own: a dropped connection is made again with back-off.
+let live = false;
 // Read by tests and `stream-assist bench page`: when Start was pressed, the first and latest guidance.
 // `handle` takes a data-channel event, so tests can drive the page's protocol handling directly.
 window.streamAssist = {
   startedAt: null, firstGuidanceAt: null, firstText: null, last: null, handle: null, latency: [], authHeaders,
 };
 
-function setState(text) { ui.state.textContent = text; }
+function setState(text) {
+  ui.state.textContent = text;
+  ui.state.dataset.state = text.split(/\W/)[0];  // the style's colour for live / paused / reconnecting / …
+}
 
 function showError(text) {
   ui.error.textContent = text;
@@ -156,13 +161,43 @@ function onMessage(event) {
     showGuidance(msg);
   }
   else if (msg.type === "partial") showPartial(msg);
-  else if (msg.type === "error") showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
+  else if (msg.type === "error") {
+    showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
+    if (msg.code === "replaced") replaced();
+  }
   else if (msg.type === "status") {
     window.streamAssist.session = msg.session;
     fitVideoToServer(msg.frame_max_edge);
+    if (msg.state === "ready") connected(msg);
+    showSettings(msg);
     if (msg.state === "closing") setState("server closing");
     else setState(msg.paused ? "paused" : "live");
   }
+}
+
+// The controls show the server's settings, whoever changed them (this page, a spoken command, a resumed session).
+function showSettings(msg) {
+  const set = (el, value) => { if (value !== undefined && document.activeElement !== el) el.value = value; };
+  set(ui.preset, msg.preset);
+  set(ui.task, msg.task);
+  set(ui.interval, msg.interval_s);
+  ui.customWrap.hidden = ui.preset.value !== "custom";
+  if (typeof msg.paused === "boolean") {
+    paused = msg.paused;
+    ui.pause.textContent = paused ? "Resume" : "Pause";
+  }
+}
+
+// A reloaded page shows the guidance its resumed session last gave, without saying it again.
+function showRecent(recent) {
+  if (ui.history.dataset.current || !recent || !recent.length) return;
+  for (const text of recent.slice(0, -1)) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    ui.history.prepend(li);
+  }
+  ui.history.dataset.current = ui.guidance.textContent = recent[recent.length - 1];
+  speech.last = norm(recent[recent.length - 1]);
 }
 
 window.streamAssist.handle = onMessage;
@@ -230,6 +265,7 @@ function waitForIceGathering(peer) {
   });
 }
 
+// Start is the one gesture: it asks for the camera once; everything after it, reconnects included, needs no tap.
 async function start() {
   showError("");
   Object.assign(window.streamAssist, { startedAt: performance.now(), firstGuidanceAt: null, last: null });
@@ -243,41 +279,120 @@ async function start() {
       : await navigator.mediaDevices.getUserMedia({ video, audio: false });
     ui.preview.srcObject = stream;
     listCameras().catch(() => {});
-
-    const ice = await (await fetch("/ice", { headers: authHeaders })).json();
-    if (ice.error) throw new Error(ice.error);
-    pc = new RTCPeerConnection({ iceServers: ice.iceServers });
-    channel = pc.createDataChannel("guidance");
-    channel.onmessage = onMessage;
-    channel.onopen = () => { send(settingsMessage()); if (paused) send({ type: "pause" }); };
-    startClock(pc);
-    dashboard.start(pc);
-    for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    pc.onconnectionstatechange = () => {
-      if (pc && ["failed", "disconnected"].includes(pc.connectionState)) setState("connection " + pc.connectionState);
-    };
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc);
-    const res = await fetch("/offer", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", ...authHeaders },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type,
-                             ...(resumeToken() ? { resume: resumeToken() } : {}) }),
-    });
-    const answer = await res.json();
-    if (!res.ok) throw new Error(answer.error || `server answered ${res.status}`);
-    localStorage.setItem(RESUME_KEY, answer.resume_token);
-    await pc.setRemoteDescription(answer);
-    setState("connecting");
-    ui.start.textContent = "Stop";
-    ui.pause.disabled = false;
   } catch (err) {
     showError(String(err.message || err));
     stop();
+    return;
   } finally {
     ui.start.disabled = false;
   }
+  live = true;
+  keepAwake();
+  ui.start.textContent = "Stop";
+  ui.pause.disabled = false;
+  await connect().catch(connectFailed);
 }
+
+// One peer connection for the stream the page already has, offered with the resume token.
+async function connect() {
+  const ice = await (await fetch("/ice", { headers: authHeaders })).json();
+  if (ice.error) throw new ServerRefused(ice.error);
+  const peer = pc = new RTCPeerConnection({ iceServers: ice.iceServers });
+  const ch = channel = pc.createDataChannel("guidance");
+  ch.onmessage = onMessage;
+  ch.onclose = () => { if (ch === channel) lost(); };
+  startClock(pc);
+  dashboard.start(pc);
+  for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  pc.onconnectionstatechange = () => {
+    if (peer === pc && ["failed", "disconnected"].includes(peer.connectionState)) lost();
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIceGathering(pc);
+  const res = await fetch("/offer", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...authHeaders },
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type,
+                           ...(resumeToken() ? { resume: resumeToken() } : {}) }),
+  });
+  const answer = await res.json();
+  // 503 (full) and 5xx may pass; any other refusal (a bad token, a bad offer) will not, so it ends the session
+  if (!res.ok) throw (res.status >= 500 ? new Error(answer.error) : new ServerRefused(answer.error || res.status));
+  if (peer !== pc) return;  // stopped, or replaced by a newer attempt, while waiting
+  localStorage.setItem(RESUME_KEY, answer.resume_token);
+  await pc.setRemoteDescription(answer);
+  setState(reconnect.lostAt === null ? "connecting" : "reconnecting…");
+}
+
+class ServerRefused extends Error {}
+
+// Reconnecting: aiortc has no ICE restart, so a dropped connection is replaced by a new offer on a new
+// RTCPeerConnection, with the same camera stream and resume token; the server gives the session's state back.
+const BACKOFF_S = [0.25, 0.5, 1, 2, 4];
+const reconnect = { timer: null, attempt: 0, lostAt: null };
+window.streamAssist.reconnects = [];  // {ms, attempts, resumed} per reconnect, for tests and benchmarks
+
+function closePeer() {
+  dashboard.stop();
+  clearTimeout(clockTimer);
+  const [peer, ch] = [pc, channel];
+  pc = channel = null;  // first, so that the closing peer's events are ignored
+  if (ch) ch.close();
+  if (peer) peer.close();
+}
+
+function lost() {
+  if (!live || reconnect.timer !== null) return;
+  closePeer();
+  if (reconnect.lostAt === null) reconnect.lostAt = performance.now();
+  setState("reconnecting…");
+  const delay = BACKOFF_S[Math.min(reconnect.attempt, BACKOFF_S.length - 1)];
+  reconnect.attempt += 1;
+  reconnect.timer = setTimeout(() => {
+    reconnect.timer = null;
+    connect().catch(connectFailed);
+  }, delay * 1000);
+}
+
+function connectFailed(err) {
+  if (!(err instanceof ServerRefused)) return lost();  // the server is restarting or out of reach: try again
+  showError(String(err.message));
+  stop();
+}
+
+// status: ready — the server's state wins when it kept one; after a server restart the page offers its own.
+function connected(msg) {
+  if (msg.resumed) showRecent(msg.recent);
+  else { send(settingsMessage()); if (paused) send({ type: "pause" }); }
+  if (reconnect.lostAt !== null) {
+    window.streamAssist.reconnects.push({ ms: performance.now() - reconnect.lostAt, attempts: reconnect.attempt,
+                                          resumed: msg.resumed });
+  }
+  Object.assign(reconnect, { attempt: 0, lostAt: null });
+}
+
+// The same person connected again elsewhere (another tab, another device): this page steps back instead of
+// taking the session back, which would make the two fight.
+function replaced() {
+  stop();
+  setState("continued elsewhere");
+}
+
+// Screen Wake Lock while live; the browser releases it whenever the page is hidden, so it is asked for again
+// when the page is visible. Where unsupported or refused the page works as before, the screen may just sleep.
+let wakeLock = null;
+
+async function keepAwake() {
+  if (!live || !("wakeLock" in navigator) || document.visibilityState !== "visible") return;
+  if (wakeLock && !wakeLock.released) return;
+  try {
+    wakeLock = window.streamAssist.wakeLock = await navigator.wakeLock.request("screen");
+  } catch (err) {
+    console.warn("screen wake lock refused:", err);
+  }
+}
+
+document.addEventListener("visibilitychange", keepAwake);
 
 // The test-pattern camera: a canvas whose frames carry, in their pixels, the browser-clock time at which
 // each was drawn and captured (stream_assist/latency/pixel_clock.py reads it), so the server knows every frame's
@@ -326,13 +441,15 @@ function patternStream() {
 }
 
 function stop() {
-  dashboard.stop();
-  clearTimeout(clockTimer);
+  live = false;
+  clearTimeout(reconnect.timer);
+  Object.assign(reconnect, { timer: null, attempt: 0, lostAt: null });
+  if (wakeLock) wakeLock.release().catch(() => {});
+  wakeLock = null;
+  closePeer();
   clearInterval(patternTimer);
-  if (channel) channel.close();
-  if (pc) pc.close();
   if (stream) stream.getTracks().forEach((t) => t.stop());
-  pc = channel = stream = null;
+  stream = null;
   ui.preview.srcObject = null;
   ui.start.textContent = "Start";
   ui.pause.disabled = true;
@@ -340,7 +457,7 @@ function stop() {
   setState("idle");
 }
 
-ui.start.onclick = () => (pc ? stop() : start());
+ui.start.onclick = () => (live ? stop() : start());
 ui.pause.onclick = () => {
   paused = !paused;
   ui.pause.textContent = paused ? "Resume" : "Pause";
@@ -365,4 +482,4 @@ document.getElementById("show-enhanced").onchange = (event) => {
   enhancedTimer = setInterval(refresh, 1000);
 };
 document.getElementById("dashboard").addEventListener("toggle", () => dashboard.redraw());
-ui.camera.onchange = () => { if (pc) { stop(); start(); } };
+ui.camera.onchange = () => { if (live) { stop(); start(); } };

@@ -1,0 +1,99 @@
+"""The real page in headless Chromium: it comes back on its own after a cut, to the server's state, and keeps the
+screen awake while live."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from . import test_browser
+from .test_browser import SCREENSHOTS, open_page
+from .test_resume import until
+
+chromium_path = test_browser.chromium_path  # the same fixture: Chromium, or a clear failure where it is missing
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PHONE = {"viewport": {"width": 390, "height": 844}}  # a phone propped up on a stand
+TASK = "true a bicycle wheel"
+# Record wake lock requests on the way to the real API (headless Chromium may refuse them: the page must cope).
+WAKE_SPY = """
+window.__wakeLocks = [];
+if (navigator.wakeLock) {
+  const real = navigator.wakeLock.request.bind(navigator.wakeLock);
+  navigator.wakeLock.request = (type) => { window.__wakeLocks.push(type); return real(type); };
+}
+"""
+
+
+async def live_session(page, state):  # noqa: ANN001, ANN201 - playwright Page, ServerState → Session
+    await page.wait_for_function("document.getElementById('state').textContent === 'live'", timeout=60_000)
+    return state.sessions[await page.evaluate("window.streamAssist.session")]
+
+
+async def test_a_cut_connection_comes_back_without_a_tap_to_the_same_settings(server, chromium_path: str) -> None:
+    base, state = server
+    errors: list[str] = []
+    async with open_page(base, chromium_path, **PHONE) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.click("#start")
+        session = await live_session(page, state)
+        await page.select_option("#preset", "next_step")
+        await page.fill("#task", TASK)
+        await page.fill("#interval", "1")
+        await page.click("#apply")
+        await until(lambda: session.state.prompt.task == TASK)
+        kept = session.state
+        await page.wait_for_function("window.streamAssist.firstGuidanceAt !== null", timeout=120_000)
+
+        cut = time.monotonic()
+        await session.pc.close()  # the network drops: the page is not told, it sees its connection end
+        await page.wait_for_function("window.streamAssist.reconnects.length === 1", timeout=60_000)
+        back_s = time.monotonic() - cut
+        again = await live_session(page, state)
+        reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
+        print(f"\nreconnect after a cut: {back_s * 1000:.0f} ms from the cut to status ready "
+              f"({reconnect['ms']:.0f} ms from the page noticing, {reconnect['attempts']} attempt)")
+        assert again.id != session.id and again.resumed and again.state is kept
+        assert reconnect["resumed"] is True
+        assert (await page.input_value("#preset"), await page.input_value("#task")) == ("next_step", TASK)
+        await page.screenshot(path=str(SCREENSHOTS / "phone-stand.png"))
+        last = await page.evaluate("window.streamAssist.last.frame_id")
+        await page.wait_for_function("n => window.streamAssist.last.frame_id !== n", arg=last, timeout=60_000)
+
+        # A reload forgets everything the page knew; Start brings the settings back from the server, by token.
+        await page.reload()
+        assert await page.input_value("#task") == ""
+        await page.click("#start")
+        third = await live_session(page, state)
+        assert third.state is kept and await page.input_value("#task") == TASK
+        assert await page.input_value("#preset") == "next_step"
+        await page.click("#start")  # Stop: nothing reconnects after it
+        await asyncio.wait_for(third.closed.wait(), 60)
+        assert await page.text_content("#state") == "idle"
+        assert await page.evaluate("window.streamAssist.reconnects.length") == 0  # a fresh page: none happened
+    assert errors == []
+
+
+async def test_the_screen_is_kept_awake_while_live_and_asked_again_when_visible(server, chromium_path: str) -> None:
+    base, state = server
+    async with open_page(base, chromium_path) as page:
+        await page.add_init_script(WAKE_SPY)
+        await page.reload()
+        await page.click("#start")
+        session = await live_session(page, state)
+        assert await page.evaluate("window.__wakeLocks") == ["screen"]
+        # Hiding the page releases the lock (the browser does that); becoming visible again asks for it anew.
+        await page.evaluate("""async () => {
+            if (window.streamAssist.wakeLock) await window.streamAssist.wakeLock.release();
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""")
+        await page.wait_for_function("window.__wakeLocks.length === 2")
+        await page.click("#start")  # Stop releases it and nothing asks again
+        await asyncio.wait_for(session.closed.wait(), 60)
+        await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        assert await page.evaluate("window.__wakeLocks.length") == 2
+        held = await page.evaluate("window.streamAssist.wakeLock ? !window.streamAssist.wakeLock.released : null")
+        assert held in (False, None)  # released, or refused by this headless browser in the first place
