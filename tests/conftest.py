@@ -54,19 +54,20 @@ def vision_model(tiny_files: ModelFiles):
 
 
 @contextlib.asynccontextmanager
-async def running_server(model: VisionModel, config: Config) -> AsyncIterator[tuple[str, ServerState]]:
-    """The real app on a free loopback port, serving model; yields (base URL, state)."""
+async def running_server(model: VisionModel, config: Config, port: int = 0) -> AsyncIterator[tuple[str, ServerState]]:
+    """The real app on a loopback port (0: a free one), serving model; yields (base URL, state)."""
     worker = InferenceWorker(model)
     worker.start()
     state = ServerState(config, worker, "tiny")
     app = make_app(state)
     app.on_shutdown.clear()  # the model belongs to the vision_model fixture
-    runner, port = await start_site(app, "127.0.0.1", 0)
+    runner, port = await start_site(app, "127.0.0.1", port)
     try:
         yield f"http://127.0.0.1:{port}", state
     finally:
         for session in list(state.sessions.values()):
             await session.close()
+        state.resume.clear()
         await runner.cleanup()
         worker.stop()
         state.executor.shutdown()

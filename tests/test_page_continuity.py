@@ -4,11 +4,15 @@ screen awake while live."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
 
+from stream_assist.bench.server_process import free_port
+
 from . import test_browser
+from .conftest import running_server, small_config
 from .test_browser import SCREENSHOTS, open_page
 from .test_resume import until
 
@@ -97,3 +101,35 @@ async def test_the_screen_is_kept_awake_while_live_and_asked_again_when_visible(
         assert await page.evaluate("window.__wakeLocks.length") == 2
         held = await page.evaluate("window.streamAssist.wakeLock ? !window.streamAssist.wakeLock.released : null")
         assert held in (False, None)  # released, or refused by this headless browser in the first place
+
+
+async def test_the_page_rides_out_a_server_restart_and_gives_the_new_server_its_settings(vision_model,
+                                                                                       chromium_path: str) -> None:
+    """Kept state dies with the server process: the page's offers fail while it is down, and once a new server
+    listens on the same port the page connects by itself and offers the settings it last had from the old one."""
+    port = free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        first = contextlib.AsyncExitStack()
+        stack.push_async_callback(first.aclose)  # closed below; here too if the test fails before
+        _, state = await first.enter_async_context(running_server(vision_model, small_config(), port))
+        page = await stack.enter_async_context(open_page(f"http://127.0.0.1:{port}", chromium_path))
+        await page.click("#start")
+        session = await live_session(page, state)
+        await page.select_option("#preset", "next_step")
+        await page.fill("#task", TASK)
+        await page.click("#apply")
+        await until(lambda: session.state.prompt.task == TASK)
+
+        await first.aclose()  # the server goes away
+        await page.wait_for_function("window.streamAssist.reconnect.attempt >= 2", timeout=60_000)  # one failed
+        async with running_server(vision_model, small_config(), port) as (_, restarted):
+            listening = time.monotonic()
+            again = await live_session(page, restarted)
+            await until(lambda: again.state.prompt.task == TASK)
+            back_s = time.monotonic() - listening
+            reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
+            print(f"\nreconnect after a server restart: {back_s * 1000:.0f} ms from listening again to the settings "
+                  f"restored ({reconnect['attempts']} attempts, {reconnect['ms']:.0f} ms from the page noticing)")
+            assert reconnect["resumed"] is False and again.state.prompt.preset == "next_step"
+            await page.click("#start")
+            await asyncio.wait_for(again.closed.wait(), 60)

@@ -330,7 +330,8 @@ class ServerRefused extends Error {}
 // RTCPeerConnection, with the same camera stream and resume token; the server gives the session's state back.
 const BACKOFF_S = [0.25, 0.5, 1, 2, 4];
 const reconnect = { timer: null, attempt: 0, lostAt: null };
-window.streamAssist.reconnects = [];  // {ms, attempts, resumed} per reconnect, for tests and benchmarks
+// Read by tests and benchmarks: {ms, attempts, resumed} per reconnect, and the reconnect now under way.
+Object.assign(window.streamAssist, { reconnects: [], reconnect });
 
 function closePeer() {
   dashboard.stop();
