@@ -81,6 +81,29 @@ async def test_a_cut_connection_comes_back_without_a_tap_to_the_same_settings(se
     assert errors == []
 
 
+
+async def test_a_silent_drop_is_noticed_by_the_heartbeat_and_the_page_comes_back(server, chromium_path: str) -> None:
+    """A Wi-Fi handover: packets stop, nobody says goodbye (ICE alone notices after ~6 s in Chromium)."""
+    base, state = server
+    async with open_page(base, chromium_path) as page:
+        await page.click("#start")
+        session = await live_session(page, state)
+        await page.wait_for_function("window.streamAssist.clock.samples.length >= 3", timeout=60_000)
+        cut = time.monotonic()
+        ice = session.pc.getTransceivers()[0].receiver.transport.transport
+        for protocol in ice._connection._protocols:  # the server's UDP sockets go away without a word
+            protocol.transport.close()
+        await page.wait_for_function("window.streamAssist.reconnects.length === 1", timeout=60_000)
+        back_s = time.monotonic() - cut
+        again = await live_session(page, state)
+        reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
+        print(f"\nreconnect after a silent drop: {back_s * 1000:.0f} ms from the cut to status ready "
+              f"({reconnect['ms']:.0f} ms from the page noticing)")
+        assert again.id != session.id and again.state is session.state and reconnect["resumed"] is True
+        assert session.closed.is_set()  # the dead session was replaced, not left to time out
+        await page.click("#start")
+        await asyncio.wait_for(again.closed.wait(), 60)
+
 async def test_the_screen_is_kept_awake_while_live_and_asked_again_when_visible(server, chromium_path: str) -> None:
     base, state = server
     async with open_page(base, chromium_path) as page:

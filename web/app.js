@@ -213,6 +213,7 @@ function onClockMessage(event) {
   let m;
   try { m = JSON.parse(event.data); } catch { return; }
   if (m.type !== "pong") return;
+  unansweredSince = null;
   const rtt = (t3 - m.t0) - (m.t2 - m.t1);
   clock.samples.push({ rtt, offset: ((m.t1 - m.t0) + (m.t2 - t3)) / 2 });
   clock.samples.sort((a, b) => a.rtt - b.rtt);
@@ -221,13 +222,25 @@ function onClockMessage(event) {
   clock.uncertainty = clock.samples[0].rtt / 2;  // the offset is exact to within half the round trip
 }
 
+// The pings double as a heartbeat: a silent drop (a Wi-Fi handover) reaches ICE's connection state only after
+// about 6 s, pings unanswered for LIVENESS_MS tell sooner. Measured from the oldest unanswered ping, so timers
+// slowed in a hidden tab cannot pass for silence.
+const LIVENESS_MS = 1500;
+let unansweredSince = null;
+
 function startClock(peer) {
   const ch = peer.createDataChannel("clock", { ordered: false, maxRetransmits: 0 });
   ch.onmessage = onClockMessage;
+  unansweredSince = null;
   let sent = 0;
   const ping = () => {
-    if (ch.readyState === "open") { ch.send(JSON.stringify({ type: "ping", t0: nowMs() })); sent += 1; }
-    clockTimer = setTimeout(ping, sent < 10 ? 200 : 2000);  // a quick first estimate, then keep it fresh
+    if (unansweredSince !== null && performance.now() - unansweredSince > LIVENESS_MS) return lost();
+    if (ch.readyState === "open") {
+      ch.send(JSON.stringify({ type: "ping", t0: nowMs() }));
+      sent += 1;
+      if (unansweredSince === null) unansweredSince = performance.now();
+    }
+    clockTimer = setTimeout(ping, sent < 10 ? 200 : 500);  // a quick first estimate, then fresh and a heartbeat
   };
   ch.onopen = ping;
 }
@@ -298,6 +311,7 @@ async function connect() {
   const ice = await (await fetch("/ice", { headers: authHeaders })).json();
   if (ice.error) throw new ServerRefused(ice.error);
   const peer = pc = new RTCPeerConnection({ iceServers: ice.iceServers });
+  reconnect.deadline = setTimeout(() => { if (peer === pc) lost(); }, CONNECT_TIMEOUT_MS);  // ICE may never connect
   const ch = channel = pc.createDataChannel("guidance");
   ch.onmessage = onMessage;
   ch.onclose = () => { if (ch === channel) lost(); };
@@ -329,13 +343,15 @@ class ServerRefused extends Error {}
 // Reconnecting: aiortc has no ICE restart, so a dropped connection is replaced by a new offer on a new
 // RTCPeerConnection, with the same camera stream and resume token; the server gives the session's state back.
 const BACKOFF_S = [0.25, 0.5, 1, 2, 4];
-const reconnect = { timer: null, attempt: 0, lostAt: null };
+const CONNECT_TIMEOUT_MS = 10000;  // offer to status: ready; longer means this connection will not come up
+const reconnect = { timer: null, attempt: 0, lostAt: null, deadline: null };
 // Read by tests and benchmarks: {ms, attempts, resumed} per reconnect, and the reconnect now under way.
 Object.assign(window.streamAssist, { reconnects: [], reconnect });
 
 function closePeer() {
   dashboard.stop();
   clearTimeout(clockTimer);
+  clearTimeout(reconnect.deadline);
   const [peer, ch] = [pc, channel];
   pc = channel = null;  // first, so that the closing peer's events are ignored
   if (ch) ch.close();
@@ -363,6 +379,7 @@ function connectFailed(err) {
 
 // status: ready — the server's state wins when it kept one; after a server restart the page offers its own.
 function connected(msg) {
+  clearTimeout(reconnect.deadline);
   if (msg.resumed) showRecent(msg.recent);
   else { send(settingsMessage()); if (paused) send({ type: "pause" }); }
   if (reconnect.lostAt !== null) {
