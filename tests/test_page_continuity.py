@@ -156,3 +156,43 @@ async def test_the_page_rides_out_a_server_restart_and_gives_the_new_server_its_
             assert reconnect["resumed"] is False and again.state.prompt.preset == "next_step"
             await page.click("#start")
             await asyncio.wait_for(again.closed.wait(), 60)
+
+
+async def test_a_second_page_with_the_same_token_takes_over_and_the_first_steps_back(server, chromium_path) -> None:
+    """Two tabs (or devices) with one token: the newer connection wins and the older does not fight back."""
+    base, state = server
+    async with open_page(base, chromium_path) as first:
+        await first.click("#start")
+        session = await live_session(first, state)
+        await first.fill("#task", TASK)
+        await first.click("#apply")
+        await until(lambda: session.state.prompt.task == TASK)
+        token = await first.evaluate("localStorage.getItem('stream-assist-resume')")
+        second = await first.context.browser.new_page()  # another tab or device that has the same token
+        await second.goto(base + "/")
+        await second.evaluate("t => localStorage.setItem('stream-assist-resume', t)", token)
+        await second.click("#start")
+        taken = await live_session(second, state)
+        assert taken.state is session.state and await second.input_value("#task") == TASK
+        await first.wait_for_function("document.getElementById('state').textContent === 'continued elsewhere'")
+        assert await first.text_content("#start") == "Start"  # stepped back: no reconnect pending
+        assert await first.evaluate("window.streamAssist.reconnect.timer") is None
+        assert [s.id for s in state.sessions.values() if s.resume_token == taken.resume_token] == [taken.id]
+
+
+async def test_stop_ends_reconnecting_while_the_server_is_away(vision_model, chromium_path: str) -> None:
+    port = free_port()
+    async with contextlib.AsyncExitStack() as stack:
+        server = contextlib.AsyncExitStack()
+        stack.push_async_callback(server.aclose)
+        _, state = await server.enter_async_context(running_server(vision_model, small_config(), port))
+        page = await stack.enter_async_context(open_page(f"http://127.0.0.1:{port}", chromium_path))
+        await page.click("#start")
+        await live_session(page, state)
+        await server.aclose()
+        await page.wait_for_function("window.streamAssist.reconnect.attempt >= 2", timeout=60_000)
+        assert await page.text_content("#state") == "reconnecting…" and await page.text_content("#start") == "Stop"
+        await page.click("#start")
+        assert await page.text_content("#state") == "idle"
+        assert await page.evaluate("[window.streamAssist.reconnect.timer, window.streamAssist.reconnect.attempt]") \
+            == [None, 0]
