@@ -22,6 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PHONE = {"viewport": {"width": 390, "height": 844}}  # a phone propped up on a stand
 TASK = "true a bicycle wheel"
+NEW_TASK = "true the rear wheel"
 # Record wake lock requests on the way to the real API (headless Chromium may refuse them: the page must cope).
 WAKE_SPY = """
 window.__wakeLocks = [];
@@ -67,12 +68,25 @@ async def test_a_cut_connection_comes_back_without_a_tap_to_the_same_settings(se
         last = await page.evaluate("window.streamAssist.last.frame_id")
         await page.wait_for_function("n => window.streamAssist.last.frame_id !== n", arg=last, timeout=60_000)
 
+        # What the person sets while the page is reconnecting is applied once the session is back, after its state.
+        held = asyncio.get_running_loop().create_future()
+        await page.route("**/offer", lambda route: held.set_result(route))  # the network is slow to come back
+        await again.pc.close()
+        route = await asyncio.wait_for(held, 60)
+        await page.fill("#task", NEW_TASK)
+        await page.click("#apply")
+        await route.continue_()
+        await page.unroute("**/offer")
+        await page.wait_for_function("window.streamAssist.reconnects.length === 2", timeout=60_000)
+        await until(lambda: kept.prompt.task == NEW_TASK)
+        await page.wait_for_function("t => document.getElementById('task').value === t", arg=NEW_TASK)
+
         # A reload forgets everything the page knew; Start brings the settings back from the server, by token.
         await page.reload()
         assert await page.input_value("#task") == ""
         await page.click("#start")
         third = await live_session(page, state)
-        assert third.state is kept and await page.input_value("#task") == TASK
+        assert third.state is kept and await page.input_value("#task") == NEW_TASK
         assert await page.input_value("#preset") == "next_step"
         await page.click("#start")  # Stop: nothing reconnects after it
         await asyncio.wait_for(third.closed.wait(), 60)
@@ -123,6 +137,7 @@ async def test_the_screen_is_kept_awake_while_live_and_asked_again_when_visible(
         await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
         assert await page.evaluate("window.__wakeLocks.length") == 2
         held = await page.evaluate("window.streamAssist.wakeLock ? !window.streamAssist.wakeLock.released : null")
+        print(f"\nwake lock: {'granted, then released on Stop' if held is False else 'refused by headless Chromium'}")
         assert held in (False, None)  # released, or refused by this headless browser in the first place
 
 
@@ -186,12 +201,13 @@ async def test_stop_ends_reconnecting_while_the_server_is_away(vision_model, chr
         server = contextlib.AsyncExitStack()
         stack.push_async_callback(server.aclose)
         _, state = await server.enter_async_context(running_server(vision_model, small_config(), port))
-        page = await stack.enter_async_context(open_page(f"http://127.0.0.1:{port}", chromium_path))
+        page = await stack.enter_async_context(open_page(f"http://127.0.0.1:{port}", chromium_path, **PHONE))
         await page.click("#start")
         await live_session(page, state)
         await server.aclose()
         await page.wait_for_function("window.streamAssist.reconnect.attempt >= 2", timeout=60_000)
         assert await page.text_content("#state") == "reconnecting…" and await page.text_content("#start") == "Stop"
+        await page.screenshot(path=str(SCREENSHOTS / "phone-reconnecting.png"))
         await page.click("#start")
         assert await page.text_content("#state") == "idle"
         assert await page.evaluate("[window.streamAssist.reconnect.timer, window.streamAssist.reconnect.attempt]") \

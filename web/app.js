@@ -245,8 +245,12 @@ function startClock(peer) {
   ch.onopen = ping;
 }
 
+// What the person asks for while the page is reconnecting is sent once the session is back (after its state).
+const pending = [];
+
 function send(obj) {
   if (channel && channel.readyState === "open") channel.send(JSON.stringify(obj));
+  else if (live && pending.push(obj) > 10) pending.shift();
 }
 
 function settingsMessage() {
@@ -382,6 +386,7 @@ function connected(msg) {
   clearTimeout(reconnect.deadline);
   if (msg.resumed) showRecent(msg.recent);
   else { send(settingsMessage()); if (paused) send({ type: "pause" }); }
+  for (const msg of pending.splice(0)) send(msg);
   if (reconnect.lostAt !== null) {
     window.streamAssist.reconnects.push({ ms: performance.now() - reconnect.lostAt, attempts: reconnect.attempt,
                                           resumed: msg.resumed });
@@ -460,6 +465,7 @@ function patternStream() {
 
 function stop() {
   live = false;
+  pending.length = 0;
   clearTimeout(reconnect.timer);
   Object.assign(reconnect, { timer: null, attempt: 0, lostAt: null });
   if (wakeLock) wakeLock.release().catch(() => {});
