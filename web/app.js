@@ -312,33 +312,36 @@ async function start() {
 
 // One peer connection for the stream the page already has, offered with the resume token.
 async function connect() {
-  const ice = await (await fetch("/ice", { headers: authHeaders })).json();
+  const signal = AbortSignal.timeout(CONNECT_TIMEOUT_MS);  // a server that accepts but never answers is away too
+  const ice = await (await fetch("/ice", { headers: authHeaders, signal })).json();
   if (ice.error) throw new ServerRefused(ice.error);
+  if (!live) return;  // stopped while waiting
   const peer = pc = new RTCPeerConnection({ iceServers: ice.iceServers });
   reconnect.deadline = setTimeout(() => { if (peer === pc) lost(); }, CONNECT_TIMEOUT_MS);  // ICE may never connect
-  const ch = channel = pc.createDataChannel("guidance");
+  const ch = channel = peer.createDataChannel("guidance");
   ch.onmessage = onMessage;
   ch.onclose = () => { if (ch === channel) lost(); };
-  startClock(pc);
-  dashboard.start(pc);
-  for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-  pc.onconnectionstatechange = () => {
+  startClock(peer);
+  dashboard.start(peer);
+  for (const track of stream.getVideoTracks()) peer.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  peer.onconnectionstatechange = () => {
     if (peer === pc && ["failed", "disconnected"].includes(peer.connectionState)) lost();
   };
-  await pc.setLocalDescription(await pc.createOffer());
-  await waitForIceGathering(pc);
+  await peer.setLocalDescription(await peer.createOffer());
+  await waitForIceGathering(peer);
   const res = await fetch("/offer", {
     method: "POST",
     headers: { "Content-Type": "application/json", ...authHeaders },
-    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type,
+    body: JSON.stringify({ sdp: peer.localDescription.sdp, type: peer.localDescription.type,
                            ...(resumeToken() ? { resume: resumeToken() } : {}) }),
+    signal,
   });
   const answer = await res.json();
   // 503 (full) and 5xx may pass; any other refusal (a bad token, a bad offer) will not, so it ends the session
   if (!res.ok) throw (res.status >= 500 ? new Error(answer.error) : new ServerRefused(answer.error || res.status));
   if (peer !== pc) return;  // stopped, or replaced by a newer attempt, while waiting
   localStorage.setItem(RESUME_KEY, answer.resume_token);
-  await pc.setRemoteDescription(answer);
+  await peer.setRemoteDescription(answer);
   setState(reconnect.lostAt === null ? "connecting" : "reconnecting…");
 }
 
@@ -386,7 +389,7 @@ function connected(msg) {
   clearTimeout(reconnect.deadline);
   if (msg.resumed) showRecent(msg.recent);
   else { send(settingsMessage()); if (paused) send({ type: "pause" }); }
-  for (const msg of pending.splice(0)) send(msg);
+  for (const queued of pending.splice(0)) send(queued);
   if (reconnect.lostAt !== null) {
     window.streamAssist.reconnects.push({ ms: performance.now() - reconnect.lostAt, attempts: reconnect.attempt,
                                           resumed: msg.resumed });
