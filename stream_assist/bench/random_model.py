@@ -41,13 +41,15 @@ class Shape:
     image_size: int
     patch_size: int
     scale_factor: int
+    preproc_image_size: int  # the longest edge mtmd resizes a frame to before cutting tiles
 
 
 SHAPES: dict[str, Shape] = {
     # text width 256 so every matrix row is a multiple of 256 and Q4_K really applies when quantized
-    "tiny": Shape(256, 2, 512, 4, 2, 320, 32, 2, 48, 2, 64, 8, 2),
-    "256m": Shape(576, 30, 1536, 9, 3, 49280, 768, 12, 3072, 12, 512, 16, 4),
-    "500m": Shape(960, 32, 2560, 15, 5, 49280, 768, 12, 3072, 12, 512, 16, 4),
+    # preproc_image_size is 4 image sizes as llama.cpp's converter writes for SmolVLM (2048 for 512 px)
+    "tiny": Shape(256, 2, 512, 4, 2, 320, 32, 2, 48, 2, 64, 8, 2, 256),
+    "256m": Shape(576, 30, 1536, 9, 3, 49280, 768, 12, 3072, 12, 512, 16, 4, 2048),
+    "500m": Shape(960, 32, 2560, 15, 5, 49280, 768, 12, 3072, 12, 512, 16, 4, 2048),
 }
 
 
@@ -154,7 +156,7 @@ def write_mmproj(path: Path, shape: Shape, seed: int = 1, precision: str = "f32"
     w.add_bool("clip.has_vision_encoder", True)
     w.add_string("clip.projector_type", "idefics3")
     w.add_uint32("clip.vision.image_size", shape.image_size)
-    w.add_uint32("clip.vision.preproc_image_size", shape.image_size)
+    w.add_uint32("clip.vision.preproc_image_size", shape.preproc_image_size)
     w.add_uint32("clip.vision.patch_size", ps)
     w.add_uint32("clip.vision.embedding_length", vw)
     w.add_uint32("clip.vision.feed_forward_length", shape.vision_ffn)
@@ -228,7 +230,7 @@ def write_pair(directory: Path, shape_name: str = "tiny", quantized: bool = Fals
     big = shape_name != "tiny"
     precision = "f16" if big else "f32"
     mm_precision = mmproj_precision or precision
-    mmproj = _once(directory / f"random-{shape_name}-mmproj-{mm_precision}.gguf",
+    mmproj = _once(directory / f"random-{shape_name}-mmproj-{mm_precision}-p{shape.preproc_image_size}.gguf",
                    lambda p: write_mmproj(p, shape, precision=mm_precision))
     plain = _once(directory / f"random-{shape_name}-text-{precision}.gguf",
                   lambda p: write_text_model(p, shape, f16=big))
