@@ -223,7 +223,7 @@ class VisionModel:
         if not mtmd.mtmd_support_vision(self._ctx):
             self.close()
             raise ModelFileError(f"projector {files.mmproj} has no vision encoder")
-        self._marker = mtmd.mtmd_default_marker().decode()
+        self.marker = mtmd.mtmd_default_marker().decode()
         self.chat = self._chat_layout()
         self._overview_open = self._special_tokens(OVERVIEW_OPEN)
         self._overview_close = self._special_tokens(OVERVIEW_CLOSE)
@@ -236,16 +236,17 @@ class VisionModel:
     # --- prompt ---------------------------------------------------------------------------------
 
     def _chat_layout(self) -> str:
-        """The model's chat template rendered once with slots for the instructions and the question."""
+        """The model's chat template rendered once with slots for the instructions and the question (`chat`;
+        a benchmark may set another layout's rendering)."""
         source = self._llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise ModelFileError(f"model {self.files.text.name} has no tokenizer.chat_template")
         model = self._llm._model
         bos, eos = self._llm.token_bos(), self._llm.token_eos()
-        fmt = chat_layout.formatter(source, model.token_get_text(bos) if bos >= 0 else "",
-                                    model.token_get_text(eos) if eos >= 0 else "")
+        self.chat_formatter = chat_layout.formatter(source, model.token_get_text(bos) if bos >= 0 else "",
+                                                    model.token_get_text(eos) if eos >= 0 else "")
         try:
-            return chat_layout.render(fmt, self._marker)
+            return chat_layout.render(self.chat_formatter, self.marker)
         except Exception as e:  # a template error of any kind is the model file's problem
             raise ModelFileError(f"chat template of {self.files.text.name} cannot be used: {e}") from None
 
@@ -260,7 +261,7 @@ class VisionModel:
 
     def prompt_tokens(self, question: str) -> tuple[list[int], list[int]]:
         """Token ids of the prompt before the image (constant: cached) and after it (with the question)."""
-        parts = chat_layout.cut(self.chat, self._marker, INSTRUCTIONS, question)
+        parts = chat_layout.cut(self.chat, self.marker, INSTRUCTIONS, question)
         return (prompt_tokens.with_bos(self._llm, prompt_tokens.piece_tokens(self._llm, parts.before)),
                 prompt_tokens.piece_tokens(self._llm, parts.after))
 
@@ -308,7 +309,7 @@ class VisionModel:
         m = self._mtmd
         bitmap = self._bitmap(rgb, via_jpeg=False)
         try:
-            with _Chunks(m, self._ctx, bitmap, self._marker) as chunks:
+            with _Chunks(m, self._ctx, bitmap, self.marker) as chunks:
                 return [m.mtmd_input_chunk_get_n_tokens(c) for c in chunks
                         if m.mtmd_input_chunk_get_type(c) != m.MTMD_INPUT_CHUNK_TYPE_TEXT]
         finally:
@@ -321,7 +322,7 @@ class VisionModel:
         m = self._mtmd
         bitmap = self._bitmap(rgb, via_jpeg=False)
         try:
-            with _Chunks(m, self._ctx, bitmap, self._marker) as chunks:
+            with _Chunks(m, self._ctx, bitmap, self.marker) as chunks:
                 images = [c for c in chunks if m.mtmd_input_chunk_get_type(c) != m.MTMD_INPUT_CHUNK_TYPE_TEXT]
                 t0 = time.perf_counter()
                 if m.mtmd_encode_chunk(self._ctx, images[-1]) != 0:
@@ -368,7 +369,7 @@ class VisionModel:
         if not bitmap:
             raise ValueError("could not make an image bitmap from the frame")
         try:
-            with _Chunks(self._mtmd, self._ctx, bitmap, self._marker) as chunks:
+            with _Chunks(self._mtmd, self._ctx, bitmap, self.marker) as chunks:
                 segments = self._image_segments(chunks)
                 phases["image_tokenize"] = (time.perf_counter() - t0) * 1000
                 lead = list(before)
