@@ -259,3 +259,11 @@ def test_a_template_without_system_turn_gets_the_instructions_first_in_the_user_
                 "{% if loop.index > 5 %}{% break %}{% endif %}{% endfor %}{% endfor %}>")
     rendered = chat_layout.render(chat_layout.formatter(template, "<s>", "</s>"), "<__media__>")
     assert rendered == f"[user]{chat_layout.INSTRUCTIONS_SLOT}<__media__>{chat_layout.QUESTION_SLOT}>"
+
+
+def test_a_template_that_cannot_place_the_image_is_a_one_line_model_error(tmp_path: Path,
+                                                                          tiny_files: ModelFiles) -> None:
+    text = tmp_path / "bad-template.gguf"
+    write_text_model(text, SHAPES["tiny"], chat=Chat("{{ raise_exception('no images here') }}"))
+    with pytest.raises(ModelFileError, match="chat template of bad-template.gguf cannot be used: no images here"):
+        VisionModel(ModelFiles(text, tiny_files.mmproj, "bad"), ModelConfig(n_ctx=512, n_threads=1))

@@ -80,40 +80,46 @@ def _row(gen: Generation) -> dict[str, float]:
     }
 
 
-def _run_way(model: VisionModel, way: Way, frames: list[np.ndarray], image_first: str) -> dict[str, float]:
+def _model(files: ModelFiles, config: ModelConfig, way: Way) -> VisionModel:
+    """A model set up for one way (the image-token limit is set when mtmd loads the projector)."""
+    model = VisionModel(files, dataclasses.replace(config, slicing="overview" if way.no_tiles else "full"))
     model.config.slicing = way.slicing
-    model.chat = image_first if way.image_first else text_first(model)
-    # text first asked the whole question before the image, the answer's length included
-    question = QUESTION if way.image_first else f"{QUESTION} {SHORT}"
-    rows = []
-    for frame in frames:
-        if not way.keep_prompt_cache:
-            model.forget_prompt_cache()
-        rows.append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg)))
-    rows = rows[1:]  # the first answer warms caches (and, for the cached way, fills the prompt cache)
-    result = {k: round(statistics.median(r[k] for r in rows), 1) for k in (*COLUMNS, "tokens")}
-    result["images_made"] = len(model.preprocessed_images(frames[0]))
-    return result
+    if not way.image_first:
+        model.chat = text_first(model)
+    return model
 
 
 def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, overview_only: bool = False) -> dict:
-    """Medians per way, after one warm-up answer per way; the frame changes every repeat. One model without
-    the image-token limit and then one with it (the limit is set when mtmd loads the projector)."""
+    """Medians per way, after one warm-up answer per way; the frame changes every repeat. Each way has its own
+    model (and so its own prompt cache), and the ways take turns frame by frame, so that a busy machine slows
+    them alike."""
     config = dataclasses.replace(config, timeout_s=3600.0)  # a benchmark measures slow ways; it does not give up
+    ways = [w for w in WAYS if not (overview_only and w.slicing == "full")]
     frames = [test_frame(image_size, image_size * 3 // 4)[:, ::-1].copy() if i % 2 else
               test_frame(image_size, image_size * 3 // 4) for i in range(repeats + 1)]
-    results = {}
-    threads = 0
-    for no_tiles in (False, True):
-        model = VisionModel(files, dataclasses.replace(config, slicing="overview" if no_tiles else "full"))
-        threads, image_first = model.threads, model.chat
-        try:
-            for way in (w for w in WAYS if w.no_tiles == no_tiles and not (overview_only and w.slicing == "full")):
-                results[way.name] = _run_way(model, way, frames, image_first)
-        finally:
+    models: list[VisionModel] = []
+    rows: dict[str, list[dict[str, float]]] = {w.name: [] for w in ways}
+    try:
+        for way in ways:
+            models.append(_model(files, config, way))
+        for frame in frames:
+            for way, model in zip(ways, models, strict=True):
+                if not way.keep_prompt_cache:
+                    model.forget_prompt_cache()
+                # text first asked the whole question before the image, the answer's length included
+                question = QUESTION if way.image_first else f"{QUESTION} {SHORT}"
+                rows[way.name].append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg)))
+        images_made = [len(model.preprocessed_images(frames[0])) for model in models]
+    finally:
+        for model in models:
             model.close()
+    results = {}
+    for way, made in zip(ways, images_made, strict=True):
+        kept = rows[way.name][1:]  # the first answer warms caches (and, for the cached ways, fills the prompt cache)
+        results[way.name] = {k: round(statistics.median(r[k] for r in kept), 1) for k in (*COLUMNS, "tokens")}
+        results[way.name]["images_made"] = made
     return {"model": files.text.name, "mmproj": files.mmproj.name, "image": f"{image_size}x{image_size * 3 // 4}",
-            "threads": threads, "repeats": repeats, "max_tokens": config.max_tokens, "ways": results}
+            "threads": models[0].threads, "repeats": repeats, "max_tokens": config.max_tokens, "ways": results}
 
 
 def print_table(result: dict) -> None:

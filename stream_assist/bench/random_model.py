@@ -44,8 +44,8 @@ TILE_TOKENS = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 # The big shapes' vocabularies make each word of the prompts one token (with and without its leading space),
 # as SmolVLM's real 49k vocabulary does, so prompt lengths (and text prefill) are near the real ones.
 BENCH_TASK = "assembling a bookshelf"
-COMMON_TEXT = " ".join([INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK])
-TOKENIZER_VERSION = 2  # in the file names: a changed vocabulary must not reuse a cached model
+COMMON_TEXT = " ".join(["System User Assistant", INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK])
+TOKENIZER_VERSION = 3  # in the file names: a changed vocabulary must not reuse a cached model
 
 
 @dataclass(frozen=True)

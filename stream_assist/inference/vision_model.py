@@ -115,10 +115,10 @@ def overview_tokens(mmproj: Path) -> int | None:
     def value(key: str):  # noqa: ANN202 - a GGUF scalar
         return fields[key].contents() if key in fields else None
 
-    if value("clip.projector_type") != "idefics3":
+    sizes = [value(f"clip.vision.{key}") for key in ("image_size", "patch_size", "projector.scale_factor")]
+    if value("clip.projector_type") != "idefics3" or None in sizes:
         return None
-    side = value("clip.vision.image_size") // value("clip.vision.patch_size") // value(
-        "clip.vision.projector.scale_factor")
+    side = sizes[0] // sizes[1] // sizes[2]
     return side * side
 
 
@@ -224,7 +224,12 @@ class VisionModel:
             self.close()
             raise ModelFileError(f"projector {files.mmproj} has no vision encoder")
         self.marker = mtmd.mtmd_default_marker().decode()
-        self.chat = self._chat_layout()
+        try:
+            self.chat_formatter = self._chat_formatter()
+            self.chat = self._render_chat()
+        except ModelFileError:
+            self.close()
+            raise
         self._overview_open = self._special_tokens(OVERVIEW_OPEN)
         self._overview_close = self._special_tokens(OVERVIEW_CLOSE)
         self._cached: list[int] = []  # tokens whose KV cache is valid at positions 0..len-1
@@ -235,16 +240,19 @@ class VisionModel:
 
     # --- prompt ---------------------------------------------------------------------------------
 
-    def _chat_layout(self) -> str:
-        """The model's chat template rendered once with slots for the instructions and the question (`chat`;
-        a benchmark may set another layout's rendering)."""
+    def _chat_formatter(self):  # noqa: ANN202 - llama_cpp's Jinja2ChatFormatter
+        """The model's chat template with its vocabulary's BOS and EOS text."""
         source = self._llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise ModelFileError(f"model {self.files.text.name} has no tokenizer.chat_template")
         model = self._llm._model
         bos, eos = self._llm.token_bos(), self._llm.token_eos()
-        self.chat_formatter = chat_layout.formatter(source, model.token_get_text(bos) if bos >= 0 else "",
-                                                    model.token_get_text(eos) if eos >= 0 else "")
+        return chat_layout.formatter(source, model.token_get_text(bos) if bos >= 0 else "",
+                                     model.token_get_text(eos) if eos >= 0 else "")
+
+    def _render_chat(self) -> str:
+        """The chat prompt rendered once with slots for the instructions and the question (`chat`; a
+        benchmark may set another layout's rendering)."""
         try:
             return chat_layout.render(self.chat_formatter, self.marker)
         except Exception as e:  # a template error of any kind is the model file's problem
