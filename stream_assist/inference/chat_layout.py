@@ -68,7 +68,7 @@ def image_text(fmt: Jinja2ChatFormatter) -> str:
     while start < len(one) and one[start] == two[start]:
         start += 1
     added = two[start:start + len(two) - len(one)]
-    # the shared run may have swallowed the first image's start: step back to where one image's text ends
+    # the added text is the markup only if one image's rendering ends with it (not cut from inside the markup)
     end = one.find(_PROBE)
     return added if one[:end].endswith(added) else ""
 
