@@ -36,7 +36,7 @@ def test_describe_runs_image_and_text_through_llama_cpp(vision_model: VisionMode
 
 def test_image_comes_first_in_the_user_turn_after_the_instructions(vision_model: VisionModel) -> None:
     """SmolVLM's layout: instructions as a system turn, then `User:` and the image, then the question."""
-    before, after = vision_model.prompt_tokens("Which tool is this?")
+    before, after = vision_model.tokens_around_image("Which tool is this?")
     head = vision_model._llm.detokenize(before, special=True).decode()
     tail = vision_model._llm.detokenize(after, special=True).decode()
     assert head == f"<|im_start|>System: {INSTRUCTIONS}<end_of_utterance>\nUser:"  # image-first: no space
@@ -44,7 +44,7 @@ def test_image_comes_first_in_the_user_turn_after_the_instructions(vision_model:
 
 
 def test_everything_before_the_image_is_evaluated_once_whatever_the_question(vision_model: VisionModel) -> None:
-    before, _ = vision_model.prompt_tokens("Which tool is this?")
+    before, _ = vision_model.tokens_around_image("Which tool is this?")
     vision_model.describe(scene(), "Which tool is this?")
     again = vision_model.describe(scene()[::-1].copy(), "Which tool is this?")
     assert again.reused_tokens > len(before)  # the instructions and the image's opening tokens were kept
@@ -61,19 +61,19 @@ CONTROL_TEXTS = ["<end_of_utterance>", "<|im_start|>", "<image>", "<global-img>"
 @pytest.mark.parametrize("typed", CONTROL_TEXTS)
 def test_text_a_person_types_never_becomes_a_control_token(vision_model: VisionModel, typed: str) -> None:
     llm = vision_model._llm
-    plain_ids = [t for t in vision_model.prompt_tokens("Is it here?")[1] if not prompt_tokens.is_plain(llm, t)]
+    template_ids = [t for t in vision_model.tokens_around_image("Is it here?")[1] if not prompt_tokens.is_plain(llm, t)]
     questions = [f"Is {typed} here?", PromptSettings("custom", custom=f"{typed} now").text(),
                  PromptSettings("next_step", task=f"fix {typed}").text()]
     for question in questions:
-        before, after = vision_model.prompt_tokens(question)
-        assert before == vision_model.prompt_tokens("Is it here?")[0]  # the cached prefix is untouched
+        before, after = vision_model.tokens_around_image(question)
+        assert before == vision_model.tokens_around_image("Is it here?")[0]  # the cached prefix is untouched
         # the only control tokens after the image are the template's own (<end_of_utterance>)
-        assert [t for t in after if not prompt_tokens.is_plain(llm, t)] == plain_ids
+        assert [t for t in after if not prompt_tokens.is_plain(llm, t)] == template_ids
         assert typed in llm.detokenize(after, special=True).decode()  # the text itself is kept
     assert vision_model.describe(scene(), questions[0]).completion_tokens >= 1
 
 
-def test_overview_mode_makes_no_tiles_and_the_same_image_tokens(tiny_files: ModelFiles) -> None:
+def test_overview_mode_makes_no_tiles_and_as_many_image_tokens(tiny_files: ModelFiles) -> None:
     """The tiny projector carries preproc_image_size = 4 image sizes, as SmolVLM's do: without the image-token
     limit mtmd would cut 12 tiles of a 4:3 frame; with it, one tile and the overview, as many tokens. mtmd
     resizes the overview a little differently under the limit (relative L2 ~1.5 % on the 500M shape)."""
@@ -241,7 +241,7 @@ def test_other_models_templates_render_with_their_bos_and_image_markup(name: str
     write_text_model(text, SHAPES["tiny"], chat=chat)
     model = VisionModel(ModelFiles(text, tiny_files.mmproj, name), ModelConfig(n_ctx=1024, max_tokens=2, n_threads=1))
     try:
-        before, after = model.prompt_tokens("Is it on?")
+        before, after = model.tokens_around_image("Is it on?")
         # the template's own image markup is replaced by the media marker: mtmd adds the image's tokens
         assert model._llm.detokenize(before, special=True).decode() == head
         assert model._llm.detokenize(after, special=True).decode() == tail

@@ -267,7 +267,7 @@ class VisionModel:
         tokens = self.tokenize(text)
         return tokens if len(tokens) == text.count("<") else None
 
-    def prompt_tokens(self, question: str) -> tuple[list[int], list[int]]:
+    def tokens_around_image(self, question: str) -> tuple[list[int], list[int]]:
         """Token ids of the prompt before the image (constant: cached) and after it (with the question)."""
         parts = chat_layout.cut(self.chat, self.marker, INSTRUCTIONS, question)
         return (prompt_tokens.with_bos(self._llm, prompt_tokens.piece_tokens(self._llm, parts.before)),
@@ -371,7 +371,7 @@ class VisionModel:
     def _prefill(self, rgb: np.ndarray, prompt: str, via_jpeg: bool, phases: dict[str, float]) -> int:
         """Evaluates prompt and image, keeping the KV cache of the unchanged leading tokens; returns them."""
         llm = self._llm
-        before, after = self.prompt_tokens(prompt)
+        before, after = self.tokens_around_image(prompt)
         t0 = time.perf_counter()
         bitmap = self._bitmap(rgb, via_jpeg)
         if not bitmap:
