@@ -75,6 +75,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--repeats", type=int, default=3)
     model.add_argument("--max-tokens", type=int, default=32)
     model.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
+    model.add_argument("--overview-only", action="store_true", help="skip the all-tiles ways (minutes on a CPU)")
     model.add_argument("--json", action="store_true")
     load = kinds.add_parser("load", help="N synthetic WebRTC clients into a real server: latency, drops, CPU")
     _model_choice(load)
@@ -145,7 +146,8 @@ def bench(args: argparse.Namespace) -> int:
                                args.json, args.endpoints)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
-        return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json)
+        return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
+                                args.overview_only)
     return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.camera,
                            args.json)
 

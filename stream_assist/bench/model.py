@@ -1,12 +1,15 @@
 """`stream-assist bench model`: where a frame's model time goes, and what each saving is worth.
 
-Runs the same frame through the model in four ways, from the chat-completion path the reference
+Runs the same frame through the model in several ways, from the chat-completion path the reference
 used (JPEG in, every tile encoded, prompt evaluated anew) to stream-assist's default (raw RGB, the
-overview alone, the fixed prompt's KV cache kept), and prints medians of each phase side by side.
+overview alone with no tiles cut, the image first and the fixed prefix's KV cache kept), and prints
+medians of each phase side by side. The "text first" ways are the layout before the image-first one:
+instructions and question in the user turn before the image, all of it cached for an unchanged question.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from dataclasses import dataclass
@@ -14,11 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ModelConfig
+from ..inference.chat_layout import QUESTION_SLOT
 from ..inference.model_source import ModelFiles
+from ..inference.prompts import PRESETS, SHORT
 from ..inference.vision_model import Generation, VisionModel
+from .random_model import BENCH_TASK
 
-PROMPT = ("The user is working on this task: assembling a bookshelf. Looking at the image, what should they do next? "
-          "Answer in one or two short sentences that can be read aloud.")
+QUESTION = PRESETS["next_step"].format(task=BENCH_TASK)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class Way:
     slicing: str
     via_jpeg: bool
     keep_prompt_cache: bool
+    image_first: bool = False
+    no_tiles: bool = False  # overview mode's image-token limit: mtmd cuts no tiles to throw away
 
 
 WAYS = (
@@ -34,8 +41,17 @@ WAYS = (
     Way("raw RGB, all tiles, prompt anew", "full", False, False),
     Way("raw RGB, overview only, prompt anew", "overview", False, False),
     Way("raw RGB, overview only, prompt cached", "overview", False, True),
+    Way("overview, no tiles cut, text first, prompt cached", "overview", False, True, no_tiles=True),
+    Way("overview, no tiles cut, image first, prefix cached", "overview", False, True, True, True),
 )
 COLUMNS = ("encodes", "image_in", "encode", "image_prefill", "text_prefill", "first_token_ms", "per_token", "total_ms")
+
+
+def text_first(model: VisionModel) -> str:
+    """The layout before image-first, as a rendering for VisionModel.chat: instructions and question in one
+    user text before the image, whose KV cache is kept while the question does not change."""
+    content = [{"type": "text", "text": QUESTION_SLOT}, {"type": "text", "text": model.marker}]
+    return model.chat_formatter(messages=[{"role": "user", "content": content}]).prompt
 
 
 def test_frame(width: int, height: int) -> np.ndarray:
@@ -64,43 +80,64 @@ def _row(gen: Generation) -> dict[str, float]:
     }
 
 
-def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int) -> dict:
-    """Medians per way, after one warm-up answer per way; the frame changes every repeat."""
-    model = VisionModel(files, config)
+def _model(files: ModelFiles, config: ModelConfig, way: Way) -> VisionModel:
+    """A model set up for one way (the image-token limit is set when mtmd loads the projector)."""
+    model = VisionModel(files, dataclasses.replace(config, slicing="overview" if way.no_tiles else "full"))
+    model.config.slicing = way.slicing
+    if not way.image_first:
+        model.chat = text_first(model)
+    return model
+
+
+def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, overview_only: bool = False) -> dict:
+    """Medians per way, after one warm-up answer per way; the frame changes every repeat. Each way has its own
+    model (and so its own prompt cache), and the ways take turns frame by frame, so that a busy machine slows
+    them alike."""
+    config = dataclasses.replace(config, timeout_s=3600.0)  # a benchmark measures slow ways; it does not give up
+    ways = [w for w in WAYS if not (overview_only and w.slicing == "full")]
     frames = [test_frame(image_size, image_size * 3 // 4)[:, ::-1].copy() if i % 2 else
               test_frame(image_size, image_size * 3 // 4) for i in range(repeats + 1)]
-    results = {}
+    models: list[VisionModel] = []
+    rows: dict[str, list[dict[str, float]]] = {w.name: [] for w in ways}
     try:
-        for way in WAYS:
-            config.slicing = way.slicing
-            rows = []
-            for frame in frames:
+        for way in ways:
+            models.append(_model(files, config, way))
+        for frame in frames:
+            for way, model in zip(ways, models, strict=True):
                 if not way.keep_prompt_cache:
                     model.forget_prompt_cache()
-                rows.append(_row(model.describe(frame, PROMPT, via_jpeg=way.via_jpeg)))
-            rows = rows[1:]  # the first answer warms caches (and, for the cached way, fills the prompt cache)
-            results[way.name] = {k: round(statistics.median(r[k] for r in rows), 1) for k in (*COLUMNS, "tokens")}
+                # text first asked the whole question before the image, the answer's length included
+                question = QUESTION if way.image_first else f"{QUESTION} {SHORT}"
+                rows[way.name].append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg)))
+        images_made = [len(model.preprocessed_images(frames[0])) for model in models]
     finally:
-        model.close()
+        for model in models:
+            model.close()
+    results = {}
+    for way, made in zip(ways, images_made, strict=True):
+        kept = rows[way.name][1:]  # the first answer warms caches (and, for the cached ways, fills the prompt cache)
+        results[way.name] = {k: round(statistics.median(r[k] for r in kept), 1) for k in (*COLUMNS, "tokens")}
+        results[way.name]["images_made"] = made
     return {"model": files.text.name, "mmproj": files.mmproj.name, "image": f"{image_size}x{image_size * 3 // 4}",
-            "threads": model.threads, "repeats": repeats, "max_tokens": config.max_tokens, "ways": results}
+            "threads": models[0].threads, "repeats": repeats, "max_tokens": config.max_tokens, "ways": results}
 
 
 def print_table(result: dict) -> None:
     print(f"model {result['model']} + {result['mmproj']}, frame {result['image']}, {result['threads']} threads, "
           f"{result['max_tokens']} tokens max, medians of {result['repeats']} (ms)")
-    head = ("way", "encodes", "image in", "encode", "img prefill", "txt prefill", "first token", "per token",
-            "total")
+    head = ("way", "images made", "encodes", "image in", "encode", "img prefill", "txt prefill", "first token",
+            "per token", "total")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, r in result["ways"].items():
-        cells = [name, f"{r['encodes']:.0f}", f"{r['image_in']:.1f}"] + [f"{r[k]:.0f}" for k in COLUMNS[2:6]] + [
-            f"{r['per_token']:.1f}", f"{r['total_ms']:.0f}"]
+        cells = [name, f"{r['images_made']}", f"{r['encodes']:.0f}", f"{r['image_in']:.1f}"]
+        cells += [f"{r[k]:.0f}" for k in COLUMNS[2:6]] + [f"{r['per_token']:.1f}", f"{r['total_ms']:.0f}"]
         print("| " + " | ".join(cells) + " |")
 
 
-def main(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, as_json: bool) -> int:
-    result = run(files, config, image_size, repeats)
+def main(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, as_json: bool,
+         overview_only: bool = False) -> int:
+    result = run(files, config, image_size, repeats, overview_only)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

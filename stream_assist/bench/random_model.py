@@ -8,10 +8,13 @@ and the compute cost are real. `tiny` is for tests; `256m` and `500m` have SmolV
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..inference.prompts import DEFAULT_TASK, INSTRUCTIONS, PRESETS
 
 # Idefics3 / SmolVLM chat template (as shipped with the published GGUF files).
 CHAT_TEMPLATE = (
@@ -22,6 +25,27 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<global-img>", "<image>"]
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A text model's chat template, the control tokens it adds to SmolVLM's, and its BOS/EOS."""
+
+    template: str = CHAT_TEMPLATE
+    extra_tokens: tuple[str, ...] = ()
+    bos: str = "<|im_start|>"
+    eos: str = "<end_of_utterance>"
+    add_bos: bool = False
+
+
+SMOLVLM_CHAT = Chat()
+# SmolVLM's tile markers, filed as user-defined tokens: llama.cpp matches those even in plain-text tokenizing
+TILE_TOKENS = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+# The big shapes' vocabularies make each word of the prompts one token (with and without its leading space),
+# as SmolVLM's real 49k vocabulary does, so prompt lengths (and text prefill) are near the real ones.
+BENCH_TASK = "assembling a bookshelf"
+COMMON_TEXT = " ".join(["System User Assistant", INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK])
+TOKENIZER_VERSION = 3  # in the file names: a changed vocabulary must not reuse a cached model
 
 
 @dataclass(frozen=True)
@@ -41,13 +65,15 @@ class Shape:
     image_size: int
     patch_size: int
     scale_factor: int
+    preproc_image_size: int  # the longest edge mtmd resizes a frame to before cutting tiles
 
 
 SHAPES: dict[str, Shape] = {
     # text width 256 so every matrix row is a multiple of 256 and Q4_K really applies when quantized
-    "tiny": Shape(256, 2, 512, 4, 2, 320, 32, 2, 48, 2, 64, 8, 2),
-    "256m": Shape(576, 30, 1536, 9, 3, 49280, 768, 12, 3072, 12, 512, 16, 4),
-    "500m": Shape(960, 32, 2560, 15, 5, 49280, 768, 12, 3072, 12, 512, 16, 4),
+    # preproc_image_size is 4 image sizes as llama.cpp's converter writes for SmolVLM (2048 for 512 px)
+    "tiny": Shape(256, 2, 512, 4, 2, 320, 32, 2, 48, 2, 64, 8, 2, 256),
+    "256m": Shape(576, 30, 1536, 9, 3, 49280, 768, 12, 3072, 12, 512, 16, 4, 2048),
+    "500m": Shape(960, 32, 2560, 15, 5, 49280, 768, 12, 3072, 12, 512, 16, 4, 2048),
 }
 
 
@@ -64,12 +90,33 @@ def _byte_tokens() -> list[str]:
     return chars
 
 
-def _vocabulary(size: int) -> tuple[list[str], list[int], list[str]]:
-    tokens = _byte_tokens() + ["Ġt", "ĊĊ"]
+def _word_merges(text: str) -> list[tuple[str, str]]:
+    """BPE merges that build each word of text letter by letter from its start: after a space (GPT-2's Ġ),
+    and bare for capitalised words (a sentence's first word). Every chain starts at a word's first
+    character, so no merge can fire inside another word and break its chain."""
+    words = sorted(set(re.findall(r"[A-Za-z]+", text)))
+    forms = ["Ġ" + w for w in words] + [w for w in words if w[0].isupper()]
+    merges: dict[tuple[str, str], None] = {}
+    for form in forms:
+        for i in range(2, len(form) + 1):
+            merges[(form[:i - 1], form[i - 1])] = None
+    return list(merges)
+
+
+def _vocabulary(size: int, extra_tokens: tuple[str, ...] = ()) -> tuple[list[str], list[int], list[str]]:
+    tokens = _byte_tokens() + ["ĊĊ"]
     types = [1] * len(tokens)
-    merges = ["Ġ t", "Ċ Ċ"]
-    tokens += SPECIAL_TOKENS
-    types += [3] * len(SPECIAL_TOKENS)
+    merges = ["Ċ Ċ"]
+    words = _word_merges(COMMON_TEXT)
+    if size - len(tokens) - len(SPECIAL_TOKENS) - len(TILE_TOKENS) >= len(words):  # not in the tiny vocabulary
+        tokens += [a + b for a, b in words]
+        types += [1] * len(words)
+        merges += [f"{a} {b}" for a, b in words]
+    control = SPECIAL_TOKENS + list(extra_tokens)
+    tokens += control
+    types += [3] * len(control)
+    tokens += TILE_TOKENS
+    types += [4] * len(TILE_TOKENS)
     filler = max(0, size - len(tokens))
     tokens += [f"<unused_{i}>" for i in range(filler)]
     types += [4] * filler  # user-defined: never produced by the BPE merges
@@ -85,12 +132,13 @@ def _matrix(rng: np.random.Generator, out_dim: int, in_dim: int, f16: bool) -> n
     return m.astype(np.float16) if f16 else m
 
 
-def write_text_model(path: Path, shape: Shape, seed: int = 0, f16: bool = False) -> None:
-    """Writes the llama-architecture text half with a byte-level BPE tokenizer and SmolVLM's template."""
+def write_text_model(path: Path, shape: Shape, seed: int = 0, f16: bool = False, chat: Chat = SMOLVLM_CHAT) -> None:
+    """Writes the llama-architecture text half with a byte-level BPE tokenizer and a chat template
+    (SmolVLM's unless chat says otherwise)."""
     import gguf
 
     rng = np.random.default_rng(seed)
-    tokens, types, merges = _vocabulary(shape.vocab_size)
+    tokens, types, merges = _vocabulary(shape.vocab_size, chat.extra_tokens)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("stream-assist random SmolVLM text model")
     w.add_context_length(8192)
@@ -107,10 +155,10 @@ def write_text_model(path: Path, shape: Shape, seed: int = 0, f16: bool = False)
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
-    w.add_bos_token_id(tokens.index("<|im_start|>"))
-    w.add_eos_token_id(tokens.index("<end_of_utterance>"))
-    w.add_add_bos_token(False)
-    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_bos_token_id(tokens.index(chat.bos))
+    w.add_eos_token_id(tokens.index(chat.eos))
+    w.add_add_bos_token(chat.add_bos)
+    w.add_chat_template(chat.template)
 
     head_dim = shape.text_width // shape.text_heads
     kv_width = head_dim * shape.text_kv_heads
@@ -154,7 +202,7 @@ def write_mmproj(path: Path, shape: Shape, seed: int = 1, precision: str = "f32"
     w.add_bool("clip.has_vision_encoder", True)
     w.add_string("clip.projector_type", "idefics3")
     w.add_uint32("clip.vision.image_size", shape.image_size)
-    w.add_uint32("clip.vision.preproc_image_size", shape.image_size)
+    w.add_uint32("clip.vision.preproc_image_size", shape.preproc_image_size)
     w.add_uint32("clip.vision.patch_size", ps)
     w.add_uint32("clip.vision.embedding_length", vw)
     w.add_uint32("clip.vision.feed_forward_length", shape.vision_ffn)
@@ -228,10 +276,11 @@ def write_pair(directory: Path, shape_name: str = "tiny", quantized: bool = Fals
     big = shape_name != "tiny"
     precision = "f16" if big else "f32"
     mm_precision = mmproj_precision or precision
-    mmproj = _once(directory / f"random-{shape_name}-mmproj-{mm_precision}.gguf",
+    mmproj = _once(directory / f"random-{shape_name}-mmproj-{mm_precision}-p{shape.preproc_image_size}.gguf",
                    lambda p: write_mmproj(p, shape, precision=mm_precision))
-    plain = _once(directory / f"random-{shape_name}-text-{precision}.gguf",
+    plain = _once(directory / f"random-{shape_name}-text-{precision}-tok{TOKENIZER_VERSION}.gguf",
                   lambda p: write_text_model(p, shape, f16=big))
     if not quantized:
         return plain, mmproj
-    return _once(directory / f"random-{shape_name}-text-q4_k_m.gguf", lambda p: quantize_q4_k_m(plain, p)), mmproj
+    quantized_name = f"random-{shape_name}-text-q4_k_m-tok{TOKENIZER_VERSION}.gguf"
+    return _once(directory / quantized_name, lambda p: quantize_q4_k_m(plain, p)), mmproj

@@ -23,6 +23,7 @@ import openai
 
 from ..config import ModelConfig, OpenAIConfig, endpoint_urls
 from .endpoint_pool import Endpoint, EndpointPool
+from .prompts import INSTRUCTIONS
 from .vision_model import Generation
 
 
@@ -94,7 +95,9 @@ class RemoteModel:
         stream = self._clients[endpoint.url].chat.completions.create(
             model=endpoint.model, stream=True, max_tokens=self.model_config.max_tokens,
             temperature=self.model_config.temperature,
-            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+            # as the embedded model: fixed instructions, then the image, then the question
+            messages=[{"role": "system", "content": INSTRUCTIONS},
+                      {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
                                                    {"type": "text", "text": prompt}]}])
         pieces: list[str] = []
         first_at = 0.0

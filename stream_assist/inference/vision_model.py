@@ -4,9 +4,13 @@ A camera frame's cost on a CPU is the vision encoder, so each frame is evaluated
 mtmd's chunk-level calls rather than the chat-completion helper:
 - the frame goes in as raw RGB (`mtmd_bitmap_init`), with no JPEG encode, base64 and decode;
 - by default only the overview image is encoded (`slicing = "overview"`): the single global image of
-  Hugging Face's `do_image_splitting=False`, one encode instead of overview + tiles;
-- the fixed part of the prompt (template header, instructions, task) comes before the image, and its KV
-  cache is kept from frame to frame: only the image and the few closing tokens are evaluated anew;
+  Hugging Face's `do_image_splitting=False`, one encode instead of overview + tiles; mtmd's image-token
+  limit keeps it from cutting (and then throwing away) tiles of the frame upscaled to 2048 px;
+- the prompt is in the layout SmolVLM was trained on (chat_layout.py): fixed instructions as a system
+  turn, the image first in the user turn, the per-frame question after it. Everything before the image
+  is constant and its KV cache is kept from frame to frame; the image's closing tokens and the question
+  are evaluated in one call;
+- people's text (question, task) is never tokenized into control tokens (prompt_tokens.py);
 - tokens stream to a callback as they are generated.
 One instance is shared by every session and used from the inference worker's thread only.
 """
@@ -28,7 +32,9 @@ import cv2
 import numpy as np
 
 from ..config import ModelConfig
+from . import chat_layout, prompt_tokens
 from .model_source import ModelFileError, ModelFiles
+from .prompts import INSTRUCTIONS
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,22 @@ def gpu_offload_available() -> bool:
     import llama_cpp
 
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def overview_tokens(mmproj: Path) -> int | None:
+    """Tokens of one image for an idefics3 (SmolVLM) projector, None for other projectors."""
+    import gguf
+
+    fields = gguf.GGUFReader(mmproj).fields
+
+    def value(key: str):  # noqa: ANN202 - a GGUF scalar
+        return fields[key].contents() if key in fields else None
+
+    sizes = [value(f"clip.vision.{key}") for key in ("image_size", "patch_size", "projector.scale_factor")]
+    if value("clip.projector_type") != "idefics3" or None in sizes:
+        return None
+    side = sizes[0] // sizes[1] // sizes[2]
+    return side * side
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -189,6 +211,9 @@ class VisionModel:
         params.use_gpu = config.n_gpu_layers != 0
         params.print_timings = False
         params.n_threads = self.threads
+        self.image_tokens_limit = overview_tokens(files.mmproj) if config.slicing == "overview" else None
+        if self.image_tokens_limit:  # one tile's worth: mtmd resizes to one tile instead of 2048 px and 12 tiles
+            params.image_max_tokens = self.image_tokens_limit
         self._watch = _EncodeWatch()
         params.cb_eval = self._watch.callback
         self._ctx = mtmd.mtmd_init_from_file(str(files.mmproj).encode(), self._llm.model, params)
@@ -198,8 +223,13 @@ class VisionModel:
         if not mtmd.mtmd_support_vision(self._ctx):
             self.close()
             raise ModelFileError(f"projector {files.mmproj} has no vision encoder")
-        self._marker = mtmd.mtmd_default_marker().decode()
-        self._template = self._chat_template()
+        self.marker = mtmd.mtmd_default_marker().decode()
+        try:
+            self.chat_formatter = self._chat_formatter()
+            self.chat = self._render_chat()
+        except ModelFileError:
+            self.close()
+            raise
         self._overview_open = self._special_tokens(OVERVIEW_OPEN)
         self._overview_close = self._special_tokens(OVERVIEW_CLOSE)
         self._cached: list[int] = []  # tokens whose KV cache is valid at positions 0..len-1
@@ -210,35 +240,38 @@ class VisionModel:
 
     # --- prompt ---------------------------------------------------------------------------------
 
-    def _chat_template(self):  # noqa: ANN202 - jinja2 Template
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+    def _chat_formatter(self):  # noqa: ANN202 - llama_cpp's Jinja2ChatFormatter
+        """The model's chat template with its vocabulary's BOS and EOS text."""
         source = self._llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise ModelFileError(f"model {self.files.text.name} has no tokenizer.chat_template")
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(source)
+        model = self._llm._model
+        bos, eos = self._llm.token_bos(), self._llm.token_eos()
+        return chat_layout.formatter(source, model.token_get_text(bos) if bos >= 0 else "",
+                                     model.token_get_text(eos) if eos >= 0 else "")
+
+    def _render_chat(self) -> str:
+        """The chat prompt rendered once with slots for the instructions and the question (`chat`; a
+        benchmark may set another layout's rendering)."""
+        try:
+            return chat_layout.render(self.chat_formatter, self.marker)
+        except Exception as e:  # a template error of any kind is the model file's problem
+            raise ModelFileError(f"chat template of {self.files.text.name} cannot be used: {e}") from None
 
     def tokenize(self, text: str) -> list[int]:
-        """Tokens of prompt text, special tokens included (no BOS: the chat template writes it)."""
-        return self._llm.tokenize(text.encode(), add_bos=False, special=True)
+        """Tokens of template text, special tokens included (no BOS: the chat template writes it)."""
+        return prompt_tokens.template_tokens(self._llm, text)
 
     def _special_tokens(self, text: str) -> list[int] | None:
         """Tokens of text if each special piece is one token in this vocabulary, else None."""
         tokens = self.tokenize(text)
         return tokens if len(tokens) == text.count("<") else None
 
-    def prompt_parts(self, prompt: str) -> tuple[str, str]:
-        """The chat-formatted prompt split at the image: (text before it, text after it).
-
-        The instructions come before the image so that everything before the image stays the same
-        from frame to frame and its KV cache can be kept.
-        """
-        messages = [{"role": "user", "content": [{"type": "text", "text": prompt},
-                                                  {"type": "text", "text": self._marker}]}]
-        rendered = self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
-        head, _, tail = rendered.partition(self._marker)
-        return head, tail
+    def tokens_around_image(self, question: str) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt before the image (constant: cached) and after it (with the question)."""
+        parts = chat_layout.cut(self.chat, self.marker, INSTRUCTIONS, question)
+        return (prompt_tokens.with_bos(self._llm, prompt_tokens.piece_tokens(self._llm, parts.before)),
+                prompt_tokens.piece_tokens(self._llm, parts.after))
 
     def forget_prompt_cache(self) -> None:
         """Makes the next frame evaluate its whole prompt again (for measuring what the cache saves)."""
@@ -278,6 +311,18 @@ class VisionModel:
             return [list(self._overview_open), images[-1], list(self._overview_close)]  # overview comes last
         return segments
 
+    def preprocessed_images(self, rgb: np.ndarray) -> list[int]:
+        """Token counts of the images mtmd makes of a frame (tiles and overview), each one resized and
+        normalised whether it is encoded or not."""
+        m = self._mtmd
+        bitmap = self._bitmap(rgb, via_jpeg=False)
+        try:
+            with _Chunks(m, self._ctx, bitmap, self.marker) as chunks:
+                return [m.mtmd_input_chunk_get_n_tokens(c) for c in chunks
+                        if m.mtmd_input_chunk_get_type(c) != m.MTMD_INPUT_CHUNK_TYPE_TEXT]
+        finally:
+            m.mtmd_bitmap_free(bitmap)
+
     def encode_overview(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         """The projector's output for the frame's overview image and the encode time in ms (benchmarks)."""
         import llama_cpp
@@ -285,7 +330,7 @@ class VisionModel:
         m = self._mtmd
         bitmap = self._bitmap(rgb, via_jpeg=False)
         try:
-            with _Chunks(m, self._ctx, bitmap, self._marker) as chunks:
+            with _Chunks(m, self._ctx, bitmap, self.marker) as chunks:
                 images = [c for c in chunks if m.mtmd_input_chunk_get_type(c) != m.MTMD_INPUT_CHUNK_TYPE_TEXT]
                 t0 = time.perf_counter()
                 if m.mtmd_encode_chunk(self._ctx, images[-1]) != 0:
@@ -326,24 +371,27 @@ class VisionModel:
     def _prefill(self, rgb: np.ndarray, prompt: str, via_jpeg: bool, phases: dict[str, float]) -> int:
         """Evaluates prompt and image, keeping the KV cache of the unchanged leading tokens; returns them."""
         llm = self._llm
-        head, tail = self.prompt_parts(prompt)
+        before, after = self.tokens_around_image(prompt)
         t0 = time.perf_counter()
         bitmap = self._bitmap(rgb, via_jpeg)
         if not bitmap:
             raise ValueError("could not make an image bitmap from the frame")
         try:
-            with _Chunks(self._mtmd, self._ctx, bitmap, self._marker) as chunks:
+            with _Chunks(self._mtmd, self._ctx, bitmap, self.marker) as chunks:
                 segments = self._image_segments(chunks)
                 phases["image_tokenize"] = (time.perf_counter() - t0) * 1000
-                lead = self.tokenize(head)
-                while segments and isinstance(segments[0], list):  # fixed text before the first image
+                lead = list(before)
+                while segments and isinstance(segments[0], list):  # the image's opening tokens: constant
                     lead += segments.pop(0)
+                closing: list[int] = []
+                while segments and isinstance(segments[-1], list):  # evaluated with the question in one call
+                    closing = segments.pop() + closing
                 reused = common_prefix(lead, self._cached)
                 llm._ctx.kv_cache_seq_rm(-1, reused, -1)
                 llm.n_tokens = reused
                 self._cached = []  # until the prefix is evaluated again
                 self._eval_text(lead[reused:], phases)
-                self._cached = list(lead)
+                self._cached = lead
                 for segment in segments:
                     if isinstance(segment, list):
                         self._eval_text(segment, phases)
@@ -351,7 +399,7 @@ class VisionModel:
                         self._eval_image(segment, phases)
         finally:
             self._mtmd.mtmd_bitmap_free(bitmap)
-        self._eval_text(self.tokenize(tail), phases)
+        self._eval_text(closing + after, phases)
         return reused
 
     def lease(self, stopping: object = None) -> contextlib.AbstractContextManager[Callable[..., Generation]]:
