@@ -21,6 +21,8 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..assistant.history import past_sessions
+from ..assistant.places import journal_for
 from ..config import Config
 from ..enhance.kernels import warm_up
 from ..inference.hardware import apply_hardware_defaults
@@ -53,6 +55,8 @@ class ServerState:
                                lambda: endpoints(self.worker.model))
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
+        self.journal = journal_for(config.assistant)
+        log.info("task journals in %s (%d old ones removed)", self.journal.directory, self.journal.prune())
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
@@ -202,6 +206,13 @@ def _jpeg(rgb) -> bytes:  # noqa: ANN001 - numpy RGB frame
     return buf.tobytes()
 
 
+async def history(request: web.Request) -> web.Response:
+    """Past task sessions from the journals (assistant/history.py), for the page's history view."""
+    journal = request.app[APP_STATE].journal
+    sessions = await asyncio.get_running_loop().run_in_executor(None, past_sessions, journal)
+    return web.json_response({"sessions": [s.as_dict() for s in sessions]})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[APP_STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -234,6 +245,7 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/stats", stats)
     app.router.add_get("/ice", ice)
+    app.router.add_get("/history", history)
     app.router.add_get("/sessions/{session}/enhanced.jpg", enhanced_frame)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
