@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..config import AssistantConfig
@@ -26,8 +27,10 @@ Message = tuple[str, dict[str, Any]]
 class LiveTask:
     """One session's assistant: its TaskState (restored from the journal by resume token) and journal."""
 
-    def __init__(self, config: AssistantConfig, resume_token: str, state: TaskState | None = None) -> None:
+    def __init__(self, config: AssistantConfig, resume_token: str, state: TaskState | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock  # wall-clock seconds; the benchmark replays scripted time
         self.token = resume_token
         self.journal = journal_for(config)
         self.last_answer = ""  # for the no-task rule: say each new answer
@@ -59,7 +62,7 @@ class LiveTask:
         return None
 
     def set_card(self, card: Card) -> list[Message]:
-        now = time.time()
+        now = self.clock()
         self.state.draft_for = ""
         self.state.tracker = Tracker(card, self.config.done_frames, step_started_at=now)
         self._record("task", **card.as_dict())
@@ -75,7 +78,7 @@ class LiveTask:
         tracker = self.state.tracker
         if tracker is None:
             return [("error", {"code": "no_task", "message": f"{name} needs a task: pick a card or enter steps"})]
-        now = time.time()
+        now = self.clock()
         before = tracker.step
         event = {"next": lambda: tracker.next(now), "back": lambda: tracker.back(now),
                  "repeat": tracker.repeat, "what_now": tracker.what_now}[name]()
@@ -87,7 +90,7 @@ class LiveTask:
 
     def on_answer(self, prompt: str, answer: str) -> list[Message]:
         """One model answer: a guidance with its decision, or (for a draft) the drafted steps."""
-        now = time.time()
+        now = self.clock()
         if self.state.draft_for and prompt == draft_question(self.state.draft_for):
             task, self.state.draft_for = self.state.draft_for, ""
             steps = parse_draft(answer, limits(self.config))
@@ -105,7 +108,7 @@ class LiveTask:
         if tracker.step != before:
             self._record("step", step=tracker.step, by="model")
         elif event is None and self.state.policy.stalled(tracker.step_started_at, now):
-            event = Event("nudge", "Still on " + tracker.what_now().text.split(": ", 1)[-1], tracker.step)
+            event = tracker.nudge()
         return [self._guidance(self._decide(event, now, answer), answer)]
 
     # --- messages ----------------------------------------------------------------------------------

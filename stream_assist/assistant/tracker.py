@@ -82,6 +82,10 @@ class Tracker:
         return Event("what_now", f"You are on step {self.step + 1} of {len(self.card.steps)}: "
                                  f"{s.instruction}.{done}".replace("..", "."), self.step)
 
+    def nudge(self) -> Event:
+        """A reminder after a long stall."""
+        return Event("nudge", "Still on s" + self.announce().text[1:], self.step)
+
     def observe(self, reading: Reading, now: float) -> Event | None:
         """One fresh model answer about the current step; returns what changed, if anything."""
         if self.finished:
