@@ -135,7 +135,8 @@ class LiveTask:
 
     def task_message(self) -> Message:
         card = self.state.card
-        return ("task", {**(card.as_dict() if card else {"name": "", "title": "", "steps": []}), **self.progress()})
+        fields = card.as_dict() if card else {"name": "", "title": "", "steps": []}
+        return ("task", {**fields, "step": self.progress()["step"]})
 
     def _record(self, event: str, **fields: Any) -> None:
         """Journals an event; a full or read-only disk is logged, never the session's end."""

@@ -191,7 +191,7 @@ class Session:
     def _ready(self) -> None:
         self._send_status("ready")
         if self.assistant.state.card is not None:  # a task restored by the resume token
-            self.send(*self.assistant.task_message())
+            self._send_all([self.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -242,9 +242,11 @@ class Session:
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
             self._send_all(self.assistant.command(message.name))
+            self._send_status("task")
         elif isinstance(message, protocol.Draft):
             self._send_all(self.assistant.request_draft(message.task))
             self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
+            self._send_status("drafting")
         else:
             try:  # the task first: a bad card or step list changes nothing
                 card = self.assistant.resolve(message.card, list(message.steps) if message.steps is not None
