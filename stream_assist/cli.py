@@ -127,6 +127,16 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--json", action="store_true")
     enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
     bench_enhance.add_arguments(enh)
+    assist = kinds.add_parser("assist", help="task assistant: our speech policy vs saying every new answer; "
+                                             "journal durability under SIGKILL")
+    assist.add_argument("--error", type=float, action="append", help="describer error rate (repeatable; "
+                                                                       "default 0 and 0.2)")
+    assist.add_argument("--tasks", type=int, default=30, help="scripted tasks per error rate")
+    assist.add_argument("--period", type=float, default=0.5, help="seconds between model answers")
+    assist.add_argument("--done-frames", type=int, default=2, help="answers in a row that advance a step")
+    assist.add_argument("--kills", type=int, default=20, help="SIGKILLs of a journal writer")
+    assist.add_argument("--seed", type=int, default=1)
+    assist.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -156,6 +166,11 @@ def bench(args: argparse.Namespace) -> int:
     config = Config()
     if args.bench == "enhance":
         return bench_enhance.main(args)
+    if args.bench == "assist":
+        from .bench import assist as bench_assist
+
+        return bench_assist.main(args.error or [0.0, 0.2], args.tasks, args.period, args.done_frames, args.kills,
+                                 args.seed, args.json)
     if args.bench == "projector":
         config.model.n_threads = args.threads
         directory = CACHE_DIR / "random-models"

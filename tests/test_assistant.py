@@ -227,3 +227,10 @@ def test_history_gives_task_steps_and_time_per_step(tmp_path: Path) -> None:
     assert (s.title, s.steps, s.reached, s.spoken) == ("Tea", 2, 2, 1)
     assert [(t.step, t.seconds) for t in s.times] == [(0, 60.0), (1, 30.0)]
     assert list(read_lines(tmp_path / "missing.jsonl")) == []
+
+
+def test_no_acknowledged_journal_event_is_lost_when_its_writer_is_killed() -> None:
+    from stream_assist.bench.assist import kill_writers
+
+    result = kill_writers(kills=3, seed=7)
+    assert result["acknowledged"] >= 3 and result["lost"] == 0
