@@ -84,3 +84,18 @@ async def test_commands_without_a_task_are_refused_and_change_nothing(server) ->
         assert (await reply(client))["state"] == "task"  # the status that follows every accepted message
     finally:
         await client.close()
+
+
+async def test_a_named_task_gets_drafted_steps_from_the_model(server) -> None:
+    base, _ = server
+    client = await connect(base)
+    try:
+        client.send({"type": "draft", "task": "change a fuse"})
+        assert (await reply(client))["state"] == "drafting"
+        draft = await client.next_message("steps_draft")
+        # the tiny model's answer is noise, so the draft may be empty; it is never set without the person
+        assert draft["task"] == "change a fuse" and isinstance(draft["steps"], list) and "answer" in draft
+        client.send({"type": "what_now"})
+        assert (await reply(client))["code"] == "no_task"
+    finally:
+        await client.close()

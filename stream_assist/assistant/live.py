@@ -98,8 +98,10 @@ class LiveTask:
         tracker = self.state.tracker
         if tracker is None or tracker.finished or prompt != self.question():
             # no task (or an answer to a question no longer asked): the plain rule
-            decision = naive_decision(answer, self.last_answer) if tracker is None else Decision("show", "stale",
-                                                                                                 answer)
+            if tracker is None:
+                decision = naive_decision(answer, self.last_answer)
+            else:
+                decision = Decision("show", "task_finished" if tracker.finished else "stale", answer)
             if decision.speak:
                 self.last_answer = answer
             return [self._guidance(decision, answer)]

@@ -64,8 +64,11 @@ def verdict_answer(frame: np.ndarray, asked: int, n: int, error: float, rng: ran
     """The scripted describer for our narrow question: right unless it errs (then one of the wrong verdicts)."""
     truth = "done" if step_in(frame) > asked else "not_done"
     verdict = rng.choice([v for v in VERDICTS if v != truth]) if rng.random() < error else truth
+    if verdict == "later" and asked + 3 > n:
+        verdict = "unclear"  # no step beyond the next one to name (naming the next one would mean done)
+    later = rng.randint(asked + 3, n) if verdict == "later" else 0  # 1-based, past the next step
     return {"done": "Done. It looks finished.", "not_done": "Not yet. Still working on it.",
-            "later": f"Step {rng.randint(asked + 2, max(asked + 2, n))}.", "unclear": "A table with tools."}[verdict]
+            "later": f"Step {later}.", "unclear": "A table with tools."}[verdict]
 
 
 def describe_answer(frame: np.ndarray, card: Card, error: float, rng: random.Random) -> tuple[str, int]:

@@ -239,6 +239,7 @@ class Session:
                 self.paused = False
                 self.gate.reset()  # the scene may have changed while paused
                 self.slot.resume()
+            self.assistant.state.policy.hush(False)  # `resume` also ends the assistant's `quiet`
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
             self._send_all(self.assistant.command(message.name))
