@@ -234,3 +234,23 @@ def test_no_acknowledged_journal_event_is_lost_when_its_writer_is_killed() -> No
 
     result = kill_writers(kills=3, seed=7)
     assert result["acknowledged"] >= 3 and result["lost"] == 0
+
+
+def test_a_warning_soon_after_speech_is_shown_not_said_and_a_caution_warns_once(config: AssistantConfig) -> None:
+    from stream_assist.assistant.cards import card_from_dict
+
+    clock = Clock()
+    live = LiveTask(config, "tok" * 6, clock=clock)
+    card = card_from_dict("saw", {"title": "Cut", "steps": [
+        {"instruction": "Mark the line"}, {"instruction": "Saw", "caution": "keep fingers clear"}]}, LIMITS)
+    live.set_card(card)
+    live.command("next")  # said at t0
+    early = scripted(live, clock, ["HAZARD: a hand near the blade"], every_s=1.0)
+    assert early[0]["kind"] == "warning" and early[0]["reason"] == "min_gap" and not early[0]["speak"]
+    clock.now += 10
+    assert spoken(scripted(live, clock, ["HAZARD"] * 3)) == []  # once per step and cause, even if it was only shown
+    live.command("back")
+    live.command("next")
+    clock.now += 10
+    later = scripted(live, clock, ["HAZARD", "HAZARD"])
+    assert spoken(later) == ["Careful: keep fingers clear"] and later[0]["reason"] == "warning"

@@ -123,7 +123,7 @@ class LiveTask:
 
     def _guidance(self, decision: Decision, answer: str | None = None) -> Message:
         fields: dict[str, Any] = {"text": decision.text, "speak": decision.speak, "action": decision.action,
-                                  "reason": decision.reason, **self.progress()}
+                                  "reason": decision.reason, "kind": decision.kind, **self.progress()}
         if answer is not None:
             fields["answer"] = answer
         return ("guidance", fields)

@@ -21,6 +21,7 @@ class Decision:
     action: str  # speak | show | quiet
     reason: str
     text: str
+    kind: str = "answer"  # what it is about: the tracker event's kind (step, warning, ...) or a plain answer
 
     @property
     def speak(self) -> bool:
@@ -52,16 +53,16 @@ class SpeechPolicy:
         if event.kind in ("step", "finished"):
             self.hushed = False  # a new step ends `quiet`
         if self.person_speaking:
-            return Decision("show", "person_speaking", event.text)
+            return Decision("show", "person_speaking", event.text, event.kind)
         if self.hushed:
-            return Decision("show", "hushed", event.text)
+            return Decision("show", "hushed", event.text, event.kind)
         asked = event.kind in ASKED or person_step
         if not asked and norm(event.text) == norm(self.last_spoken):
-            return Decision("show", "already_said", event.text)
-        if not asked and now - self.last_spoken_at < self.min_gap_s and event.kind != "step":
-            return Decision("show", "min_gap", event.text)
+            return Decision("show", "already_said", event.text, event.kind)
+        if not asked and now - self.last_spoken_at < self.min_gap_s and event.kind not in ("step", "finished"):
+            return Decision("show", "min_gap", event.text, event.kind)
         self.last_spoken, self.last_spoken_at = event.text, now
-        return Decision("speak", "asked" if asked and event.kind in ASKED else reason, event.text)
+        return Decision("speak", "asked" if asked and event.kind in ASKED else reason, event.text, event.kind)
 
     def stalled(self, step_started_at: float, now: float) -> bool:
         """True when the step and the speech have both been still for stall_s: time for one nudge."""
