@@ -246,7 +246,7 @@ def test_a_warning_soon_after_speech_is_shown_not_said_and_a_caution_warns_once(
     live.set_card(card)
     live.command("next")  # said at t0
     early = scripted(live, clock, ["HAZARD: a hand near the blade"], every_s=1.0)
-    assert early[0]["kind"] == "warning" and early[0]["reason"] == "min_gap" and not early[0]["speak"]
+    assert early[0]["about"] == "warning" and early[0]["reason"] == "min_gap" and not early[0]["speak"]
     clock.now += 10
     assert spoken(scripted(live, clock, ["HAZARD"] * 3)) == []  # once per step and cause, even if it was only shown
     live.command("back")

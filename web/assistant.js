@@ -35,7 +35,7 @@ const taskPanel = (() => {
     state.spokenAt = state.spokenAt.filter((t) => now - t < 60_000);
     const reasons = Object.entries(state.reasons).sort((a, b) => b[1] - a[1]).map(([r, c]) => `${r} ${c}`);
     el("speech-rates").textContent = `speech ${state.spokenAt.length} / min · reasons: ${reasons.join(" · ")}`;
-    if (msg.kind === "warning") el("task-warning").textContent = msg.text;  // shown even when not said
+    if (msg.about === "warning") el("task-warning").textContent = msg.text;  // shown even when not said
   }
 
   function onMessage(msg, send) {

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 Message = tuple[str, dict[str, Any]]
 
 
+class NoTaskError(ValueError):
+    """A task command (next, back, repeat, what_now) while no task is set."""
+
+
 class LiveTask:
     """One session's assistant: its TaskState (restored from the journal by resume token) and journal."""
 
@@ -77,7 +81,7 @@ class LiveTask:
         """next, back, repeat, what_now: the same effect whether tapped or spoken."""
         tracker = self.state.tracker
         if tracker is None:
-            return [("error", {"code": "no_task", "message": f"{name} needs a task: pick a card or enter steps"})]
+            raise NoTaskError(f"{name} needs a task: pick a card or enter steps")
         now = self.clock()
         before = tracker.step
         event = {"next": lambda: tracker.next(now), "back": lambda: tracker.back(now),
@@ -123,7 +127,7 @@ class LiveTask:
 
     def _guidance(self, decision: Decision, answer: str | None = None) -> Message:
         fields: dict[str, Any] = {"text": decision.text, "speak": decision.speak, "action": decision.action,
-                                  "reason": decision.reason, "kind": decision.kind, **self.progress()}
+                                  "reason": decision.reason, "about": decision.kind, **self.progress()}
         if answer is not None:
             fields["answer"] = answer
         return ("guidance", fields)

@@ -18,7 +18,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..assistant.cards import CardError
-from ..assistant.live import LiveTask
+from ..assistant.live import LiveTask, NoTaskError
 from ..config import Config
 from ..enhance.kernels import enhance
 from ..inference.prompts import PRESET_NAMES, PromptSettings
@@ -242,7 +242,11 @@ class Session:
             self.assistant.state.policy.hush(False)  # `resume` also ends the assistant's `quiet`
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
-            self._send_all(self.assistant.command(message.name))
+            try:
+                self._send_all(self.assistant.command(message.name))
+            except NoTaskError as e:
+                self.send("error", code="no_task", message=str(e))
+                return
             self._send_status("task")
         elif isinstance(message, protocol.Draft):
             self._send_all(self.assistant.request_draft(message.task))
