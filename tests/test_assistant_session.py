@@ -99,3 +99,23 @@ async def test_a_named_task_gets_drafted_steps_from_the_model(server) -> None:
         assert (await reply(client))["code"] == "no_task"
     finally:
         await client.close()
+
+
+async def test_cards_and_history_routes(server) -> None:
+    import aiohttp
+
+    from stream_assist.assistant.live import LiveTask
+
+    base, state = server
+    live = LiveTask(state.config.assistant, "history-route-token-0123")
+    live.set_card(live.resolve(None, ["Boil water", "Pour"], "Tea for the route"))
+    live.command("next")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/tasks") as res:
+            names = {c["name"] for c in (await res.json())["cards"]}
+        async with http.get(base + "/history") as res:
+            sessions = (await res.json())["sessions"]
+    assert {"bicycle-puncture", "wall-light-switch", "flatpack-bookcase"} <= names
+    tea = next(s for s in sessions if s["title"] == "Tea for the route")
+    assert (tea["steps"], tea["reached"], [t["step"] for t in tea["times"]]) == (2, 1, [0, 1])
+    assert "history-route-token-0123" not in str(sessions)  # journals are named by a hash of the token
