@@ -33,6 +33,7 @@ class Journal:
         self.max_sessions = max_sessions
 
     def path(self, resume_token: str) -> Path:
+        """The journal file of one person (named by a hash of the token)."""
         return self.directory / (journal_key(resume_token) + SUFFIX)
 
     def append(self, resume_token: str, event: str, **fields: Any) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class Journal:
         return record
 
     def read(self, resume_token: str) -> list[dict[str, Any]]:
+        """One person's events in order; damaged lines skipped."""
         return list(read_lines(self.path(resume_token)))
 
     def files(self) -> list[Path]:

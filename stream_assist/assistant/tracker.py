@@ -56,6 +56,7 @@ class Tracker:
         return Event("step", f"Step {self.step + 1} of {n}: {s.instruction}{caution}", self.step)
 
     def go_to(self, step: int, now: float, by: str) -> Event:
+        """Moves to a step (clamped; len(steps) is finished), clears the streaks and warnings, announces it."""
         self.step = max(0, min(step, len(self.card.steps)))
         self.step_started_at = now
         self.done_streak = self.later_streak = 0
@@ -65,16 +66,20 @@ class Tracker:
         return Event(event.kind, event.text, self.step, by)
 
     def next(self, now: float) -> Event:
+        """The person says or taps next / done."""
         return self.go_to(self.step + 1, now, "next")
 
     def back(self, now: float) -> Event:
+        """One step back (the first step stays the first)."""
         return self.go_to(self.step - 1, now, "back")
 
     def repeat(self) -> Event:
+        """The current step again, as announced."""
         event = self.announce()
         return Event("repeat", event.text, self.step)
 
     def what_now(self) -> Event:
+        """The current step and what done looks like."""
         if self.finished:
             return Event("what_now", self.announce().text, self.step)
         s = self.card.steps[self.step]
