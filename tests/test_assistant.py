@@ -143,10 +143,12 @@ def test_policy_never_repeats_respects_the_person_and_nudges_a_stall(config: Ass
     clock = Clock()
     live = LiveTask(config, "tok" * 6, clock=clock)
     live.set_card(typed_card("Tea", ["Boil water", "Add the bag", "Pour"], LIMITS))
-    live.state.policy.person_speaking = True
+    assert live.set_person_speaking(True) == []
     quiet = scripted(live, clock, ["done"] * 2)
     assert spoken(quiet) == [] and quiet[-1]["reason"] == "person_speaking" and quiet[-1]["step"] == 1
-    live.state.policy.person_speaking = False
+    [(_, held)] = live.set_person_speaking(False)  # said once the person stops
+    assert held["speak"] and held["text"] == "Step 2 of 3: Add the bag"
+    assert live.set_person_speaking(True) == [] and live.set_person_speaking(False) == []  # and only once
     asked = [f for k, f in live.command("repeat") + live.command("repeat") if k == "guidance"]
     assert spoken(asked) == ["Step 2 of 3: Add the bag"] * 2  # asked twice: said twice
     assert {g["reason"] for g in asked} == {"asked"}

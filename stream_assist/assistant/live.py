@@ -90,6 +90,17 @@ class LiveTask:
             self._record("step", step=tracker.step, by=name)
         return [self._guidance(self._decide(event, now))]
 
+    def set_person_speaking(self, on: bool) -> list[Message]:
+        """The page reports the person's speech (voice's `speaking`): nothing is said over them, and what was
+        held back meanwhile is said once they stop, if it is still about the current step."""
+        policy = self.state.policy
+        policy.person_speaking = on
+        held, policy.deferred = (None, policy.deferred) if on else (policy.deferred, None)
+        tracker = self.state.tracker
+        if held is None or tracker is None or held.step != tracker.step:
+            return []
+        return [self._guidance(self._decide(held, self.clock()))]
+
     # --- model answers -----------------------------------------------------------------------------
 
     def on_answer(self, prompt: str, answer: str) -> list[Message]:

@@ -38,7 +38,8 @@ class SpeechPolicy:
     stall_s: float = 90.0
     last_spoken: str = ""
     last_spoken_at: float = float("-inf")
-    person_speaking: bool = False  # set by the voice side from the page's `speaking` reports
+    person_speaking: bool = False  # set through LiveTask.set_person_speaking from the page's `speaking` reports
+    deferred: Event | None = None  # what would have been said while the person spoke: said once they stop
     hushed: bool = False  # the person said `quiet`: show only until a new step or `resume`
 
     def hush(self, on: bool = True) -> None:
@@ -53,6 +54,7 @@ class SpeechPolicy:
         if event.kind in ("step", "finished"):
             self.hushed = False  # a new step ends `quiet`
         if self.person_speaking:
+            self.deferred = event
             return Decision("show", "person_speaking", event.text, event.kind)
         if self.hushed:
             return Decision("show", "hushed", event.text, event.kind)
