@@ -57,6 +57,39 @@ def enhance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assistant_parsers(sub: argparse._SubParsersAction) -> None:
+    for name, text in (("tasks", "list the task cards (configs/tasks/ and your cards dir)"),
+                       ("history", "past task sessions from the journals: task, steps, time per step")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", type=Path, help="TOML file whose [assistant] settings apply")
+        p.add_argument("--json", action="store_true")
+
+
+def tasks(args: argparse.Namespace) -> int:
+    from .assistant.cards import Card, list_cards
+    from .assistant.places import card_dirs, limits
+
+    config = load_config(args.config).assistant
+    found = list_cards(card_dirs(config), limits(config))
+    if args.json:
+        print(json.dumps([c.as_dict() if isinstance(c, Card) else {"error": str(c)} for c in found], indent=2))
+        return 0
+    for card in found:
+        print(f"{card.name:28} {len(card.steps):>2} steps  {card.title}" if isinstance(card, Card)
+              else f"{'(broken)':28} {card}")
+    print(f"cards from: {', '.join(str(d) for d in card_dirs(config))}")
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    from .assistant.history import format_history, past_sessions
+    from .assistant.places import journal_for
+
+    sessions = past_sessions(journal_for(load_config(args.config).assistant))
+    print(json.dumps([s.as_dict() for s in sessions], indent=2) if args.json else format_history(sessions))
+    return 0
+
+
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print figures (not tests)")
     kinds = p.add_subparsers(dest="bench", required=True)
@@ -95,6 +128,16 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--json", action="store_true")
     enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
     bench_enhance.add_arguments(enh)
+    assist = kinds.add_parser("assist", help="task assistant: our speech policy vs saying every new answer; "
+                                             "journal durability under SIGKILL")
+    assist.add_argument("--error", type=float, action="append", help="describer error rate (repeatable; "
+                                                                       "default 0 and 0.2)")
+    assist.add_argument("--tasks", type=int, default=30, help="scripted tasks per error rate")
+    assist.add_argument("--period", type=float, default=0.5, help="seconds between model answers")
+    assist.add_argument("--done-frames", type=int, default=2, help="answers in a row that advance a step")
+    assist.add_argument("--kills", type=int, default=20, help="SIGKILLs of a journal writer")
+    assist.add_argument("--seed", type=int, default=1)
+    assist.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -124,6 +167,11 @@ def bench(args: argparse.Namespace) -> int:
     config = Config()
     if args.bench == "enhance":
         return bench_enhance.main(args)
+    if args.bench == "assist":
+        from .bench import assist as bench_assist
+
+        return bench_assist.main(args.error or [0.0, 0.2], args.tasks, args.period, args.done_frames, args.kills,
+                                 args.seed, args.json)
     if args.bench == "projector":
         config.model.n_threads = args.threads
         directory = CACHE_DIR / "random-models"
@@ -260,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _bench_parser(sub)
     _enhance_parser(sub)
+    _assistant_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        return {"serve": serve, "bench": bench, "enhance": enhance}[args.command](args)
+        return {"serve": serve, "bench": bench, "enhance": enhance, "tasks": tasks,
+                "history": history}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

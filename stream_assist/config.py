@@ -99,6 +99,21 @@ class ChannelConfig:
 
 
 @dataclass
+class AssistantConfig:
+    """The task assistant (stream_assist/assistant/): cards, step tracking, when to speak, the journal."""
+
+    cards_dir: str = ""  # your own task cards (*.toml); empty: $XDG_CONFIG_HOME/stream-assist/tasks
+    data_dir: str = ""  # task journals; empty: $XDG_DATA_HOME/stream-assist (~/.local/share/stream-assist)
+    max_steps: int = 50  # a task with more steps is refused
+    max_step_chars: int = 300  # a longer step (or title, done_when, caution) is refused
+    done_frames: int = 2  # the model must report a step done on this many answers in a row to advance it
+    min_gap_s: float = 4.0  # least time between two utterances the person did not ask for
+    stall_nudge_s: float = 90.0  # a step unchanged and nothing said this long: one spoken nudge
+    journal_max_age_days: float = 30.0  # older journals are removed
+    journal_max_sessions: int = 200  # only the newest this many journals are kept
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -106,6 +121,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    assistant: AssistantConfig = field(default_factory=AssistantConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -188,11 +204,24 @@ def validate(config: Config) -> Config:
         (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
+        *assistant_checks(config.assistant),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
+    return [
+        (1 <= config.max_steps <= 500, "assistant.max_steps must be 1..500"),
+        (20 <= config.max_step_chars <= 2000, "assistant.max_step_chars must be 20..2000"),
+        (1 <= config.done_frames <= 20, "assistant.done_frames must be 1..20"),
+        (config.min_gap_s >= 0, "assistant.min_gap_s must not be negative"),
+        (config.stall_nudge_s > 0, "assistant.stall_nudge_s must be positive"),
+        (config.journal_max_age_days > 0, "assistant.journal_max_age_days must be positive"),
+        (config.journal_max_sessions >= 1, "assistant.journal_max_sessions must be at least 1"),
+    ]
 
 
 def endpoint_urls(config: OpenAIConfig) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,8 +36,14 @@ def tiny_quantized_files(model_dir: Path) -> ModelFiles:
     return ModelFiles(text, mmproj, "random tiny q4_k_m")
 
 
+# Journals and user cards of every test server go here, never into the user's own data and config dirs.
+ASSISTANT_DIR = Path(tempfile.mkdtemp(prefix="stream-assist-test-"))
+
+
 def small_config() -> Config:
     config = Config()
+    config.assistant.data_dir = str(ASSISTANT_DIR / "journals")
+    config.assistant.cards_dir = str(ASSISTANT_DIR / "cards")
     config.model.n_ctx = 512
     config.model.max_tokens = 12
     config.model.n_threads = 1

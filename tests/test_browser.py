@@ -97,10 +97,10 @@ async def test_speech_says_first_sentence_early_and_never_repeats(server, chromi
         {"type": "partial", "frame_id": 5, "text": "Turn the"},
         {"type": "partial", "frame_id": 5, "text": "Turn the knob left."},
         {"type": "partial", "frame_id": 5, "text": "Turn the knob left. Then lift"},
-        {"type": "guidance", "frame_id": 5, "text": "Turn the knob left. Then lift the lid."},
+        {"type": "guidance", "frame_id": 5, "text": "Turn the knob left. Then lift the lid.", "speak": True},
         {"type": "partial", "frame_id": 9, "text": "Turn the knob left."},  # same advice again: silent
-        {"type": "guidance", "frame_id": 9, "text": "Turn the knob left. Then lift the lid."},
-        {"type": "guidance", "frame_id": 12, "text": "Now unplug the cable."},
+        {"type": "guidance", "frame_id": 9, "text": "Turn the knob left. Then lift the lid.", "speak": False},
+        {"type": "guidance", "frame_id": 12, "text": "Now unplug the cable.", "speak": True},
     ]
     async with open_page(base, chromium_path) as page:
         spoken_after = []

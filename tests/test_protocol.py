@@ -62,3 +62,19 @@ def test_rate_limit_allows_bursts_then_the_sustained_rate() -> None:
     assert not limit.allow(0.05)  # half a token earned
     assert limit.allow(0.1)  # one earned
     assert sum(limit.allow(1.1) for _ in range(50)) == 10  # a second later: ten more
+
+
+def test_task_messages() -> None:
+    from stream_assist.server.protocol import Back, Draft, Next, Repeat, WhatNow
+
+    assert parse('{"type":"settings","card":"bicycle-puncture"}') == Settings(card="bicycle-puncture")
+    assert parse('{"type":"settings","task":"Tea","steps":["Boil","Pour"]}') == Settings(task="Tea",
+                                                                                       steps=("Boil", "Pour"))
+    assert [parse(json.dumps({"type": t})) for t in ("next", "back", "repeat", "what_now")] == [Next(), Back(),
+                                                                                              Repeat(), WhatNow()]
+    assert parse('{"type":"draft","task":"change a fuse"}') == Draft("change a fuse")
+    for bad in ('{"type":"settings","steps":"Boil"}', '{"type":"settings","steps":[1]}',
+                '{"type":"draft","task":" "}', '{"type":"settings","card":5}'):
+        with pytest.raises(ProtocolError) as e:
+            parse(bad)
+        assert e.value.code == "bad_field"

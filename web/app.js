@@ -80,7 +80,15 @@ function speakFinal(frame, text) {
   speech.last = norm(text);
 }
 
+function sayNow(text) {
+  if ("speechSynthesis" in window) speechSynthesis.cancel();
+  say(text, "asked");
+  speech.frame = null;
+  speech.last = norm(text);
+}
+
 function showPartial(msg) {
+  if (taskPanel.active()) return;  // with a task the raw answer is a verdict; the server's decision follows
   ui.guidance.textContent = msg.text;
   ui.guidance.classList.add("partial");
   speakPartial(msg.frame_id, msg.text);
@@ -101,7 +109,9 @@ function showGuidance(msg) {
   ui.history.dataset.current = text;
   ui.guidance.textContent = text;
   ui.guidance.dataset.frame = String(msg.frame_id);
-  speakFinal(msg.frame_id, text);
+  if (msg.speak === true && msg.frame_id == null) sayNow(text);  // the person asked (next, repeat…): say it now
+  else if (msg.speak === true) speakFinal(msg.frame_id, text);  // the server's policy decides what is said
+  if (!msg.timeline) return;  // an answer to a task command, not about a frame
   const c = msg.counters || {};
   const t = msg.timeline || {};
   const model = t.done && t.inference_start ? Math.round(t.done - t.inference_start) : "?";
@@ -155,6 +165,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
+  taskPanel.onMessage(msg, send);
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
     showError("");

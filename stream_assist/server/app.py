@@ -21,6 +21,9 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..assistant.cards import Card, list_cards
+from ..assistant.history import past_sessions
+from ..assistant.places import card_dirs, journal_for, limits
 from ..config import Config
 from ..enhance.kernels import warm_up
 from ..inference.hardware import apply_hardware_defaults
@@ -56,6 +59,8 @@ class ServerState:
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
         self.resume = ResumeRegistry(config.server.resume_s)
+        self.journal = journal_for(config.assistant)
+        log.info("task journals in %s (%d old ones removed)", self.journal.directory, self.journal.prune())
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
@@ -220,6 +225,20 @@ def _jpeg(rgb) -> bytes:  # noqa: ANN001 - numpy RGB frame
     return buf.tobytes()
 
 
+async def history(request: web.Request) -> web.Response:
+    """Past task sessions from the journals (assistant/history.py), for the page's history view."""
+    journal = request.app[APP_STATE].journal
+    sessions = await asyncio.get_running_loop().run_in_executor(None, past_sessions, journal)
+    return web.json_response({"sessions": [s.as_dict() for s in sessions]})
+
+
+async def task_cards(request: web.Request) -> web.Response:
+    """The task cards the page can pick (name, title, step count); broken ones are left out."""
+    config = request.app[APP_STATE].config.assistant
+    cards = [c for c in list_cards(card_dirs(config), limits(config)) if isinstance(c, Card)]
+    return web.json_response({"cards": [{"name": c.name, "title": c.title, "steps": len(c.steps)} for c in cards]})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[APP_STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -253,6 +272,8 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/stats", stats)
     app.router.add_get("/ice", ice)
+    app.router.add_get("/history", history)
+    app.router.add_get("/tasks", task_cards)
     app.router.add_get("/sessions/{session}/enhanced.jpg", enhanced_frame)
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)

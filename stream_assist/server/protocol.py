@@ -1,6 +1,7 @@
 """The data-channel protocol: JSON text messages with a `type` field (docs/protocol.md).
 
-Browser → server: `settings`, `pause`, `resume`. Server → browser: `status`, `guidance`, `error`.
+Browser → server: `settings`, `pause`, `resume`; the task assistant's `next`, `back`, `repeat`, `what_now`, `draft`.
+Server → browser: `status`, `guidance`, `error`; the assistant's `task` and `steps_draft`.
 Incoming messages are checked here, before anything acts on them; a bad one becomes a
 `ProtocolError` that the session answers with an `error` message and otherwise ignores.
 """
@@ -12,7 +13,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..inference.prompts import PRESET_NAMES
 
@@ -36,6 +37,8 @@ class Settings:
     task: str | None = None
     prompt: str | None = None
     interval_s: float | None = None  # least time between this session's frames to the model; 0: as often as it can
+    steps: tuple[str, ...] | None = None  # a task typed in the page (its title is `task`); checked by assistant/cards
+    card: str | None = None  # a task card's name (configs/tasks/ or the user's cards dir)
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,43 @@ class Resume:
     pass
 
 
-ClientMessage = Settings | Pause | Resume
+class TaskCommand:
+    """The task assistant's commands (tapped or spoken): `name` is the message type."""
+
+    name: ClassVar[str]
+
+
+@dataclass(frozen=True)
+class Next(TaskCommand):
+    name: ClassVar[str] = "next"
+
+
+@dataclass(frozen=True)
+class Back(TaskCommand):
+    name: ClassVar[str] = "back"
+
+
+@dataclass(frozen=True)
+class Repeat(TaskCommand):
+    name: ClassVar[str] = "repeat"
+
+
+@dataclass(frozen=True)
+class WhatNow(TaskCommand):
+    name: ClassVar[str] = "what_now"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Asks the model to draft steps for a named task from the next frame (answered with `steps_draft`)."""
+
+    task: str
+
+
+TASK_COMMANDS: dict[str, type[TaskCommand]] = {c.name: c for c in (Next, Back, Repeat, WhatNow)}
+MAX_STEPS_FIELD = 500  # a sanity bound on the wire; the configured limits (assistant.max_steps) are checked later
+
+ClientMessage = Settings | Pause | Resume | TaskCommand | Draft
 
 
 def _text_field(data: dict[str, Any], name: str, max_chars: int) -> str | None:
@@ -74,6 +113,17 @@ def _interval_field(data: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def _steps_field(data: dict[str, Any]) -> tuple[str, ...] | None:
+    value = data.get("steps")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError("bad_field", "steps must be a list of step texts")
+    if len(value) > MAX_STEPS_FIELD:
+        raise ProtocolError("bad_field", f"steps has more than {MAX_STEPS_FIELD} entries")
+    return tuple(value)
+
+
 def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int) -> ClientMessage:
     """Parses and checks one message from the browser."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
@@ -93,7 +143,7 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
     if kind == "resume":
         return Resume()
     if kind == "settings":
-        unknown = sorted(set(data) - {"type", "preset", "task", "prompt", "interval_s"})
+        unknown = sorted(set(data) - {"type", "preset", "task", "prompt", "interval_s", "steps", "card"})
         if unknown:
             raise ProtocolError("bad_field", f"unknown settings field {unknown[0]!r}")
         preset = _text_field(data, "preset", 64)
@@ -102,7 +152,15 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
         prompt = _text_field(data, "prompt", max_prompt_chars)
         if preset == "custom" and not (prompt or "").strip():
             raise ProtocolError("bad_field", "the custom preset needs a non-empty prompt")
-        return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt, _interval_field(data))
+        return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt, _interval_field(data),
+                        _steps_field(data), _text_field(data, "card", 64))
+    if kind in TASK_COMMANDS:
+        return TASK_COMMANDS[kind]()
+    if kind == "draft":
+        task = _text_field(data, "task", max_prompt_chars)
+        if not (task or "").strip():
+            raise ProtocolError("bad_field", "draft needs a non-empty task")
+        return Draft(task)
     raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..assistant.cards import CardError
+from ..assistant.live import LiveTask, NoTaskError
 from ..config import Config
 from ..enhance.kernels import enhance
 from ..inference.prompts import PRESET_NAMES
@@ -53,10 +55,12 @@ class Session:
         self.executor = executor
         self.metrics = metrics
         self.on_closed = on_closed
-        # The person's settings and progress (the assistant's task in state.task): kept by resume.py when this
-        # connection closes, handed to the next one that offers the same token.
+        # The person's settings and progress: kept by resume.py when this connection closes, handed to the next
+        # one that offers the same token. The task and step come with it, or else from the journal.
         self.state = state or SessionState()
         self.resumed = state is not None
+        self.assistant = LiveTask(config.assistant, self.resume_token, state=self.state.task)
+        self.state.task = self.assistant.state
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.channel: RTCDataChannel | None = None
@@ -122,8 +126,8 @@ class Session:
             timeline.mark("sampled")
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
-                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline,
-                                                 self.state.prompt.text(), estimate)
+                prompt = self.assistant.question() or self.state.prompt.text()  # a task's narrow question, if on
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -155,11 +159,13 @@ class Session:
         self.guidance_sent += 1
         repeat = gen.text == self.state.last_text
         self.state.recent.append(gen.text)
-        self.send("guidance", text=gen.text, repeat=repeat, frame_id=job.frame_id, capture=job.capture,
-                  engine=gen.engine, timeline=tl.as_ms(),
-                  stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
-                  tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens, "completion": gen.completion_tokens,
-                          "image_encodes": gen.image_encodes})
+        frame = dict(text=gen.text, repeat=repeat, frame_id=job.frame_id, capture=job.capture,
+                     engine=gen.engine, timeline=tl.as_ms(),
+                     stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
+                     tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens,
+                             "completion": gen.completion_tokens, "image_encodes": gen.image_encodes})
+        for kind, fields in self.assistant.on_answer(job.prompt, gen.text):  # what to show and whether to say it
+            self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
 
     def counters(self) -> dict[str, int]:
         sampler = self.sampler.counters if self.sampler else None
@@ -187,9 +193,14 @@ class Session:
         self.channel = channel
         channel.on("message", self._on_message)
         if channel.readyState == "open":
-            self._send_status("ready")
+            self._ready()
         else:
-            channel.on("open", lambda: self._send_status("ready"))
+            channel.on("open", self._ready)
+
+    def _ready(self) -> None:
+        self._send_status("ready")
+        if self.assistant.state.card is not None:  # a task restored by the resume token
+            self._send_all([self.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -209,7 +220,8 @@ class Session:
                   protocol=protocol.PROTOCOL_VERSION, paused=self.state.paused,
                   preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
                   interval_s=self.state.interval_s, frame_max_edge=self.config.pipeline.max_edge,
-                  resumed=self.resumed, recent=list(self.state.recent), counters=self.counters())
+                  resumed=self.resumed, recent=list(self.state.recent), counters=self.counters(),
+                  **self.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -237,8 +249,28 @@ class Session:
                 self.state.paused = False
                 self.gate.reset()  # the scene may have changed while paused
                 self.slot.resume()
+            self.assistant.state.policy.hush(False)  # `resume` also ends the assistant's `quiet`
             self._send_status("running")
+        elif isinstance(message, protocol.TaskCommand):
+            try:
+                self._send_all(self.assistant.command(message.name))
+            except NoTaskError as e:
+                self.send("error", code="no_task", message=str(e))
+                return
+            self._send_status("task")
+        elif isinstance(message, protocol.Draft):
+            self._send_all(self.assistant.request_draft(message.task))
+            self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
+            self._send_status("drafting")
         else:
+            try:  # the task first: a bad card or step list changes nothing
+                card = self.assistant.resolve(message.card, list(message.steps) if message.steps is not None
+                                              else None, message.task or self.state.prompt.task)
+            except CardError as e:
+                self.send("error", code="bad_task", message=str(e))
+                return
+            if card is not None:
+                self._send_all(self.assistant.set_card(card))
             if message.preset is not None:
                 self.state.prompt.preset = message.preset
             if message.task is not None:
@@ -249,6 +281,10 @@ class Session:
                 self.state.interval_s = message.interval_s
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
+
+    def _send_all(self, messages: list[tuple[str, dict]]) -> None:
+        for kind, fields in messages:
+            self.send(kind, **fields)
 
     def send(self, kind: str, **fields: object) -> None:
         """Sends one message if the channel is open (a closed channel means the session is going)."""

@@ -1,0 +1,66 @@
+"""The narrow question asked about each frame while a task is followed, and the reading of its answer.
+
+Small models answer a narrow yes/no question about one step far better than an open one, so each frame
+asks only whether the current step is done (naming what done looks like), whether a later step is shown,
+or whether there is a hazard. The first word of the answer carries the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .cards import Card, Limits, clean_text
+from .tracker import Reading
+
+ANSWER_WORDS = "DONE, NOT YET, STEP <number> if it shows a later step, or HAZARD if something is unsafe"
+
+
+def frame_question(card: Card, step: int) -> str:
+    """The per-frame prompt for the current step (the prompt passed to the model, after the image)."""
+    s = card.steps[step]
+    done = s.done_when or f"{s.instruction[0].lower()}{s.instruction[1:].rstrip('.')} is complete"
+    return (f"Task: {card.title}. Current step {step + 1} of {len(card.steps)}: {s.instruction} "
+            f"Done looks like: {done}. Is this step done in the image? "
+            f"Start your answer with {ANSWER_WORDS}, then at most one short sentence.")
+
+
+_STEP = re.compile(r"^\W*step\s*(\d{1,3})\b")
+
+
+def parse_reply(text: str, card: Card, step: int) -> Reading:
+    """The verdict in an answer; anything else is `unclear` (which breaks a done streak, as it should)."""
+    low = " ".join(text.lower().split())
+    rest = text.strip()
+    if m := _STEP.match(low):
+        n = int(m.group(1)) - 1
+        if n > step + 1 and n < len(card.steps):
+            return Reading("later", n, rest)
+        return Reading("done" if n == step + 1 else "not_done", None, rest)
+    for prefix, kind in (("not yet", "not_done"), ("not done", "not_done"), ("no", "not_done"),
+                         ("done", "done"), ("yes", "done"), ("hazard", "hazard"), ("danger", "hazard")):
+        if re.match(rf"^\W*{prefix}\b", low):
+            return Reading(kind, None, rest)
+    return Reading("unclear", None, rest)
+
+
+def draft_question(task: str) -> str:
+    """Asks for numbered steps of a task the person named (the person accepts or edits the draft)."""
+    return (f"List the steps to {task.strip().rstrip('.')}, as a numbered list of at most 8 short steps, "
+            "one per line. Use what the image shows if it helps.")
+
+
+_NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s*(.+)$")
+
+
+def parse_draft(text: str, limits: Limits) -> list[str]:
+    """Numbered or bulleted lines of a draft answer, cleaned; lines that cannot be steps are left out."""
+    steps = []
+    for line in text.splitlines():
+        m = _NUMBERED.match(line)
+        if not m:
+            continue
+        try:
+            steps.append(clean_text(m.group(1), "drafted step", limits))
+        except ValueError:
+            continue
+    return steps[:limits.max_steps]
