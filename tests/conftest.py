@@ -44,7 +44,7 @@ def small_config() -> Config:
     config = Config()
     config.assistant.data_dir = str(ASSISTANT_DIR / "journals")
     config.assistant.cards_dir = str(ASSISTANT_DIR / "cards")
-    config.model.n_ctx = 512
+    config.model.n_ctx = 1024  # the tiny model's byte-level tokens make a task's question ~4x longer than real
     config.model.max_tokens = 12
     config.model.n_threads = 1
     config.pipeline.max_edge = 256

@@ -399,6 +399,10 @@ class VisionModel:
                         self._eval_image(segment, phases)
         finally:
             self._mtmd.mtmd_bitmap_free(bitmap)
+        total = llm.n_tokens + len(closing) + len(after)
+        if total >= llm.n_ctx():  # llama.cpp would only say "decode returned 1"
+            raise ValueError(f"the prompt with its image is {total} tokens, more than model.n_ctx = {llm.n_ctx()} "
+                             "holds with room to answer; shorten the question or raise n_ctx")
         self._eval_text(closing + after, phases)
         return reused
 
