@@ -98,6 +98,21 @@ class ChannelConfig:
 
 
 @dataclass
+class VoiceConfig:
+    """Hearing the person over the page's microphone track (stream_assist/voice/)."""
+
+    enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
+    asr: str = "pocketsphinx"  # the recogniser: pocketsphinx (offline, model in its wheel)
+    vad_aggressiveness: int = 2  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
+    end_silence_ms: int = 240  # an utterance ends after this much silence
+    max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
+    max_command_s: float = 2.5  # speech longer than this is not a command (except "my task is ...")
+    min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command
+    barge_in_ms: int = 300  # while the page speaks, this much of the person's speech stops it
+    echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -105,6 +120,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -186,11 +202,25 @@ def validate(config: Config) -> Config:
         (config.channel.max_message_bytes >= 256, "channel.max_message_bytes must be at least 256"),
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
+        *voice_checks(config.voice),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
+    return [
+        (voice.asr == "pocketsphinx", "voice.asr must be pocketsphinx"),
+        (0 <= voice.vad_aggressiveness <= 3, "voice.vad_aggressiveness must be 0..3"),
+        (30 <= voice.end_silence_ms <= 3000, "voice.end_silence_ms must be 30..3000"),
+        (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),
+        (0 < voice.max_command_s <= voice.max_utterance_s, "voice.max_command_s must be in (0, max_utterance_s]"),
+        (0 <= voice.min_coverage <= 1, "voice.min_coverage must be 0..1"),
+        (0 <= voice.barge_in_ms <= 3000, "voice.barge_in_ms must be 0..3000"),
+        (voice.echo_window_s >= 0, "voice.echo_window_s must not be negative"),
+    ]
 
 
 def endpoint_urls(config: OpenAIConfig) -> list[str]:

@@ -29,6 +29,7 @@ from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
+from .voice_link import VoiceLink, help_fields
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Session:
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.paused = False
+        self.quiet = False  # the person said "quiet": the page shows guidance without speaking it
+        self.voice: VoiceLink | None = None  # the microphone's listener, once an audio track arrives
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
@@ -80,6 +83,9 @@ class Session:
     # --- video path -------------------------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.voice is None:
+            self.voice = VoiceLink(self)
+            self._spawn(self.voice.listen(track))
         if track.kind != "video" or self.sampler is not None:
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
@@ -200,7 +206,7 @@ class Session:
         self.send("status", state=state, session=self.id, resume_token=self.resume_token,
                   protocol=protocol.PROTOCOL_VERSION, paused=self.paused,
                   preset=self.prompt.preset, task=self.prompt.task, presets=list(PRESET_NAMES),
-                  interval_s=self.interval_s, frame_max_edge=self.config.pipeline.max_edge,
+                  interval_s=self.interval_s, quiet=self.quiet, frame_max_edge=self.config.pipeline.max_edge,
                   counters=self.counters())
 
     def _on_message(self, raw: str | bytes) -> None:
@@ -225,11 +231,20 @@ class Session:
             self.slot.pause()
             self._send_status("paused")
         elif isinstance(message, protocol.Resume):
+            self.quiet = False
             if self.paused:
                 self.paused = False
                 self.gate.reset()  # the scene may have changed while paused
                 self.slot.resume()
             self._send_status("running")
+        elif isinstance(message, protocol.Quiet):
+            self.quiet = True
+            self._send_status("quiet")
+        elif isinstance(message, protocol.Help):
+            self.send("help", **help_fields())
+        elif isinstance(message, protocol.Speaking):
+            if self.voice is not None:
+                self.voice.speaking(message)
         else:
             if message.preset is not None:
                 self.prompt.preset = message.preset
@@ -277,6 +292,8 @@ class Session:
             return
         self._closing = True
         self._watchdog.cancel()
+        if self.voice is not None:
+            self.voice.close()
         self.worker.unregister(self.id)
         self.slot.pause()
         for task in list(self._tasks):

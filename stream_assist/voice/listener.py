@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .commands import TASK_PREFIX, Heard, Rules, interpret
 from .echo import EchoGuard
 from .recognisers import Recogniser
-from .vad import RATE, SpeechStarted, Segmenter, Utterance
+from .vad import RATE, Segmenter, SpeechStarted, Utterance
 
 MAX_BUFFERED = 100  # pieces of PCM waiting for the voice thread (2 s of 20 ms frames); older ones are dropped
 
@@ -46,10 +46,12 @@ class ListenerSettings:
 class Listener:
     """Calls on_heard(heard, task) for every utterance and on_voice("speech_start" | "speech_end"), on the loop."""
 
-    def __init__(self, settings: ListenerSettings, recogniser: Recogniser, on_heard: Callable[[Heard, str | None], None],
-                 on_voice: Callable[[str], None], executor: Executor | None = None) -> None:
+    def __init__(self, settings: ListenerSettings, recogniser: Callable[[], Recogniser],
+                 on_heard: Callable[[Heard, str | None], None], on_voice: Callable[[str], None],
+                 executor: Executor | None = None) -> None:
         self.settings = settings
-        self.recogniser = recogniser
+        self._make_recogniser = recogniser  # called on the voice thread: loading a model never blocks the loop
+        self._recogniser: Recogniser | None = None
         self.on_heard, self.on_voice = on_heard, on_voice
         self.executor = executor or voice_executor()
         self.echo = EchoGuard(settings.echo_window_s)
@@ -81,6 +83,12 @@ class Listener:
             self._closed = True
             self._buffer.clear()
 
+    @property
+    def recogniser(self) -> Recogniser:
+        if self._recogniser is None:
+            self._recogniser = self._make_recogniser()
+        return self._recogniser
+
     def _post(self, fn: Callable, *args: object) -> None:  # noqa: ANN001
         if not self._closed:
             self._loop.call_soon_threadsafe(fn, *args)
@@ -96,20 +104,23 @@ class Listener:
                 self._buffer.clear()
             self.audio_s += len(pcm) / (2 * RATE)
             for event in self.segmenter.feed(pcm):
-                if isinstance(event, Utterance):
+                if isinstance(event, SpeechStarted):
+                    self._announce(0.0)
+                else:
                     self._finish(event)
-            self._maybe_announce()
+            if self.segmenter.state == "speech":
+                self._announce(self.segmenter.speech_s)
 
-    def _maybe_announce(self) -> None:
-        """speech_start at once when the page is quiet; while it speaks, only after barge_in_ms of speech."""
-        if self.segmenter.state != "speech" or self._announced:
+    def _announce(self, speech_s: float) -> None:
+        """speech_start at once when the page is quiet; while it speaks, only after barge_in_ms of speech (a
+        shorter sound is most likely the page's own voice)."""
+        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self.settings.barge_in_ms):
             return
-        needed = self.settings.barge_in_ms / 1000 if self.echo.is_speaking() else 0.0
-        if self.segmenter.speech_s >= needed:
-            self._announced = True
-            self._post(self.on_voice, "speech_start")
+        self._announced = True
+        self._post(self.on_voice, "speech_start")
 
     def _finish(self, utterance: Utterance) -> None:
+        self._announce(utterance.speech_s)  # an utterance that began and ended within one batch
         announced, self._announced = self._announced, False
         if announced:
             self._post(self.on_voice, "speech_end")
@@ -120,7 +131,7 @@ class Listener:
         if utterance.cut:
             return Heard("", None, False, f"over {self.settings.max_utterance_s:g} s of sound: dropped"), None
         if not announced:
-            return Heard("", None, False, "the assistant was speaking"), None
+            return Heard("", None, False, "too short to be more than the assistant's own voice"), None
         confirming = self.proposal is not None
         words = self.recogniser.commands(utterance.pcm, confirming)
         heard = interpret(words, utterance.speech_s, confirming, self.settings.rules)
