@@ -6,6 +6,7 @@ on synthetic speech, so a dictated task is only ever a proposal the person confi
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from .commands import Word, jsgf
 RATE = 16000
 PAD = bytes(RATE)  # 0.5 s of silence either side: grammar mode loses words at the very edges without it
 FILLERS = ("<s>", "</s>", "<sil>", "[NOISE]", "++")
+ALTERNATE = re.compile(r"\(\d+\)$")  # "repeat(2)": the dictionary's second pronunciation of "repeat"
 
 
 class Recogniser(Protocol):
@@ -27,11 +29,11 @@ class Recogniser(Protocol):
 class PocketSphinx:
     """One decoder with three searches, shared by every session; calls are serialised (the voice thread is one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **decoder_options: object) -> None:
         from pocketsphinx import Decoder
 
         self._lock = threading.Lock()
-        self._decoder = Decoder(loglevel="FATAL")
+        self._decoder = Decoder(loglevel="FATAL", **decoder_options)
         self._dictation = self._decoder.current_search()
         self._decoder.add_jsgf_string("commands", jsgf(False))
         self._decoder.add_jsgf_string("confirming", jsgf(True))
@@ -49,7 +51,7 @@ class PocketSphinx:
             if decoder.hyp() is None:
                 return []
             frame_s = 1.0 / decoder.config["frate"]
-            return [Word(s.word, s.start_frame * frame_s - 0.5, (s.end_frame + 1) * frame_s - 0.5)
+            return [Word(ALTERNATE.sub("", s.word), s.start_frame * frame_s - 0.5, (s.end_frame + 1) * frame_s - 0.5)
                     for s in decoder.seg() if not s.word.startswith(FILLERS)]
 
     def dictate(self, pcm: bytes) -> str:
