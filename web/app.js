@@ -44,8 +44,11 @@ function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
 
 function say(text, frame) {
   if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
+  if (voice.probe.quiet) return;  // the person said "quiet": show only
   speech.startedAt[frame] = speech.startedAt[frame] || nowMs();
-  speechSynthesis.speak(new SpeechSynthesisUtterance(text.trim()));
+  const u = new SpeechSynthesisUtterance(text.trim());
+  voice.utterance(u);
+  speechSynthesis.speak(u);
 }
 
 function firstSentence(text) {
@@ -150,6 +153,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
+  if (voice.handle(msg)) return;
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
     showError("");
@@ -161,7 +165,7 @@ function onMessage(event) {
     window.streamAssist.session = msg.session;
     fitVideoToServer(msg.frame_max_edge);
     if (msg.state === "closing") setState("server closing");
-    else setState(msg.paused ? "paused" : "live");
+    else setState(msg.paused ? "paused" : msg.quiet ? "live, quiet" : "live");
   }
 }
 
@@ -253,6 +257,7 @@ async function start() {
     startClock(pc);
     dashboard.start(pc);
     for (const track of stream.getVideoTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    await voice.start(pc, send);
     pc.onconnectionstatechange = () => {
       if (pc && ["failed", "disconnected"].includes(pc.connectionState)) setState("connection " + pc.connectionState);
     };
@@ -327,6 +332,7 @@ function patternStream() {
 
 function stop() {
   dashboard.stop();
+  voice.stop();
   clearTimeout(clockTimer);
   clearInterval(patternTimer);
   if (channel) channel.close();
