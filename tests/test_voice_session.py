@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
-from stream_assist.bench.synthetic_client import SyntheticMicrophone, connect
+from stream_assist.bench.synthetic_client import SyntheticCamera, SyntheticMicrophone, connect
 
 from .conftest import keeps_streaming
 from .voice_clips import SENTENCES, clip, to_48k
@@ -99,11 +99,23 @@ def only_amr_audio(sdp: str) -> str:
     return "".join(sections)
 
 
-async def test_an_audio_codec_the_server_lacks_leaves_video_working(server) -> None:
+async def test_an_audio_codec_the_server_lacks_is_declined_and_the_video_accepted(server) -> None:
     base, state = server
-    client = await connect(base, microphone=True, offer_filter=only_amr_audio)
+    pc = RTCPeerConnection()
+    pc.addTransceiver(SyntheticCamera(), direction="sendonly")
+    pc.addTransceiver(SyntheticMicrophone(), direction="sendonly")
+    pc.createDataChannel("guidance")
+    await pc.setLocalDescription(await pc.createOffer())
     try:
-        assert "m=audio" in client.pc.remoteDescription.sdp
-        await keeps_streaming(client)
+        offer = {"sdp": only_amr_audio(pc.localDescription.sdp), "type": "offer"}
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/offer", json=offer) as res:
+            assert res.status == 200
+            answer = (await res.json())["sdp"]
+        media = re.findall(r"^m=(\w+) (\d+)", answer, flags=re.M)
+        assert [kind for kind, _ in media] == ["video", "audio", "application"]  # every offered section, in order
+        assert dict(media)["audio"] == "0" and dict(media)["video"] != "0"  # the audio declined, the rest kept
+        assert re.search(r"^a=group:BUNDLE 0 2\r$", answer, flags=re.M)  # a declined section leaves the bundle
     finally:
-        await client.close()
+        await pc.close()
+        for session in [s for s in state.sessions.values() if s.channel is None]:
+            await session.close()  # the one this offer opened: never connected

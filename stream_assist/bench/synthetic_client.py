@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -142,11 +141,10 @@ class Client:
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None, microphone: bool = False,
-                  offer_filter: Callable[[str], str] | None = None) -> Client:
+                  resume: str | None = None, microphone: bool = False) -> Client:
     """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
     token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
-    queue is one sent after it. offer_filter rewrites the offer's SDP before it is sent (tests of odd offers)."""
+    queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
@@ -160,8 +158,7 @@ async def connect(base_url: str, width: int = 320, height: int = 240, fps: float
     channel.on("message", lambda m: client.messages.put_nowait(json.loads(m)))
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
-        sdp = offer_filter(pc.localDescription.sdp) if offer_filter else pc.localDescription.sdp
-        offer = {"sdp": sdp, "type": "offer", **({"resume": resume} if resume else {})}
+        offer = {"sdp": pc.localDescription.sdp, "type": "offer", **({"resume": resume} if resume else {})}
         async with http.post(f"{base_url}/offer", json=offer) as res:
             body = await res.json()
             if res.status != 200:
