@@ -94,6 +94,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--json", action="store_true")
     enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
     bench_enhance.add_arguments(enh)
+    voice = kinds.add_parser("voice", help="hearing the person: command accuracy, false accepts, latency, CPU")
+    _model_choice(voice)
+    voice.add_argument("--repeats", type=int, default=10, help="spoken commands in the live part")
+    voice.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -137,6 +141,10 @@ def bench(args: argparse.Namespace) -> int:
         from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
+    if args.bench == "voice":
+        from .bench import voice as bench_voice
+
+        return bench_voice.main(files, args.repeats, args.json)
     if args.bench == "load":
         from .bench import load as bench_load
 

@@ -38,7 +38,7 @@ class ListenerSettings:
     aggressiveness: int = 2
     end_silence_ms: int = 240
     max_utterance_s: float = 6.0
-    barge_in_ms: int = 300
+    barge_in_ms: int = 200
     echo_window_s: float = 3.0
     rules: Rules = Rules()
 
