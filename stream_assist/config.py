@@ -106,7 +106,7 @@ class VoiceConfig:
     vad_aggressiveness: int = 2  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
     end_silence_ms: int = 240  # an utterance ends after this much silence
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
-    max_command_s: float = 2.5  # speech longer than this is not a command (except "my task is ...")
+    max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
     min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command
     barge_in_ms: int = 200  # while the page speaks, this much of the person's speech stops it
     echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice

@@ -27,7 +27,7 @@ class Word:
 @dataclass(frozen=True)
 class Rules:
     min_coverage: float = 0.5  # recognised words must span at least this share of the VAD's speech
-    max_command_s: float = 2.5  # speech longer than this is not a command (except "my task is …")
+    max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is …")
 
 
 @dataclass(frozen=True)
