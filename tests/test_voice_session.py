@@ -119,3 +119,25 @@ async def test_an_audio_codec_the_server_lacks_is_declined_and_the_video_accepte
         await pc.close()
         for session in [s for s in state.sessions.values() if s.channel is None]:
             await session.close()  # the one this offer opened: never connected
+
+
+async def test_quiet_help_and_speaking_messages(server) -> None:
+    base, _ = server
+    client = await connect(base)
+    try:
+        client.send({"type": "quiet"})
+        status = await client.next_message("status")
+        assert (status["state"], status["quiet"]) == ("quiet", True)
+        client.send({"type": "resume"})
+        assert (await client.next_message("status"))["quiet"] is False
+        client.send({"type": "help"})
+        help_message = await client.next_message("help")
+        assert "pause" in help_message["commands"] and "pause" in help_message["text"]
+        client.send({"type": "speaking", "on": "yes"})
+        error = await client.next_message("error")
+        assert error["code"] == "bad_field" and "speaking" in error["message"]
+        client.send({"type": "speaking", "on": False})  # accepted quietly, also without a microphone
+        client.send({"type": "settings"})
+        assert (await client.next_message(("status", "error")))["type"] == "status"
+    finally:
+        await client.close()
