@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..config import Config, VoiceConfig
 from ..inference.model_source import ModelFiles
 from ..voice.audio_in import to_pcm16k
 from ..voice.commands import PHRASES, Rules, interpret
@@ -46,16 +47,18 @@ def _speak(directory: Path, text: str, voice: str, speed: int) -> np.ndarray:
     return pcm(speak_to_wav(text, directory / f"{voice}-{speed}-{text}.wav".replace(" ", "_"), voice, speed))
 
 
-def offline(directory: Path) -> dict:
+def offline(directory: Path, settings: VoiceConfig) -> dict:
     """Accuracy and false accepts over the generated set, and CPU per second of audio."""
     recogniser = shared_recogniser()
+    rules = Rules(settings.min_coverage, settings.max_command_s)
     rows, cpu, audio_s = [], 0.0, 0.0
     for (voice, speed), snr in [(v, n) for v in VOICES for n in NOISE_DB]:
         for text in COMMANDS + SENTENCES:
             samples = with_noise(padded(_speak(directory, text, voice, speed)), snr, seed=len(rows))
             start = time.process_time()
-            heard = [interpret(recogniser.commands(u.pcm, False), u.speech_s, False, Rules())
-                     for u in Segmenter().feed(samples.tobytes()) if isinstance(u, Utterance)]
+            segmenter = Segmenter(settings.vad_aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
+            heard = [interpret(recogniser.commands(u.pcm, False), u.speech_s, False, rules)
+                     for u in segmenter.feed(samples.tobytes()) if isinstance(u, Utterance)]
             cpu += time.process_time() - start
             audio_s += len(samples) / RATE
             accepted = [h.command for h in heard if h.accepted]
@@ -146,7 +149,7 @@ async def live(files: ModelFiles, directory: Path, repeats: int) -> dict:
 def main(files: ModelFiles, repeats: int, as_json: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        result = {"offline": offline(directory), "silent": silent_listening(),
+        result = {"offline": offline(directory, Config().voice), "silent": silent_listening(),
                   "live": asyncio.run(live(files, directory, repeats)), "model": files.text.name}
     if as_json:
         print(json.dumps(result, indent=2))
