@@ -4,7 +4,7 @@ Offline, on a generated set (espeak-ng voices and speeds, commands and ordinary 
 levels): command accuracy, false accepts on sentences, CPU per second of audio, and the CPU of listening to
 silence. Live, against a server process busy with the model and a synthetic client whose microphone speaks:
 end of speech → command applied (the `status` arriving), and barge-in (speech onset → the `voice` speech_start
-that makes the page stop talking; the page's own cancel() is not included).
+that makes the page stop talking; the page's own cancel() is not included), and the same for the listener alone.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import numpy as np
 
 from ..config import Config, VoiceConfig
 from ..inference.model_source import ModelFiles
+from ..server.voice_link import listener_settings
 from ..voice.audio_in import to_pcm16k
 from ..voice.commands import PHRASES, Rules, interpret
+from ..voice.listener import Listener
 from ..voice.recognisers import shared_recogniser
 from ..voice.vad import RATE, Segmenter, Utterance
 from .server_process import start_server_process
@@ -98,6 +100,40 @@ def _trimmed(samples: np.ndarray) -> np.ndarray:
     return samples[loud[0]:loud[-1] + 1]
 
 
+async def _listen_once(speech: np.ndarray, speaking: bool) -> dict[str, float]:
+    """Feeds half a second of quiet, the speech, a second of quiet in 20 ms pieces at the microphone's pace;
+    returns when each callback came, in seconds from the speech's onset."""
+    seen: dict[str, float] = {}
+    heard = asyncio.Event()
+    listener = Listener(listener_settings(Config().voice), shared_recogniser,
+                        lambda _h, _t: (seen.setdefault("heard", time.monotonic()), heard.set()),
+                        lambda state: seen.setdefault(state, time.monotonic()))
+    if speaking:
+        listener.echo.speaking(True, "Loosen the axle nut with the spanner.")
+    stream = np.concatenate([np.zeros(RATE // 2, np.int16), speech, np.zeros(RATE, np.int16)])
+    start = time.monotonic()
+    for at in range(0, len(stream), RATE // 50):
+        await asyncio.sleep(max(0.0, start + at / RATE - time.monotonic()))  # the audio clock, not a wait
+        listener.feed(stream[at:at + RATE // 50].tobytes())
+    await asyncio.wait_for(heard.wait(), 30)
+    listener.close()
+    return {k: v - start - 0.5 for k, v in seen.items()}
+
+
+async def listener_alone(directory: Path, repeats: int) -> dict:
+    """The listener's own decision times, fed in real time in this process (no codec, network or model):
+    speech onset → speech_start (page quiet, and page speaking: a barge-in) and end of speech → heard."""
+    speech = _trimmed(_speak(directory, "pause", "en-us+f2", 160))
+    shared_recogniser()  # loaded before the clock starts
+    quiet = [await _listen_once(speech, False) for _ in range(repeats // 2)]
+    speaking = [await _listen_once(speech, True) for _ in range(repeats // 2)]
+    return {
+        "onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in quiet]),
+        "barge_in_onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in speaking]),
+        "end_of_speech_to_heard_ms": _pct([1000 * (s["heard"] - len(speech) / RATE) for s in quiet]),
+    }
+
+
 def _to_mic(samples: np.ndarray) -> np.ndarray:
     t = np.arange(len(samples) * MIC_RATE // RATE) * RATE / MIC_RATE
     return np.interp(t, np.arange(len(samples)), samples.astype(np.float64)).astype(np.int16)
@@ -150,6 +186,7 @@ def main(files: ModelFiles, repeats: int, as_json: bool) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         result = {"offline": offline(directory, Config().voice), "silent": silent_listening(),
+                  "listener": asyncio.run(listener_alone(directory, repeats)),
                   "live": asyncio.run(live(files, directory, repeats)), "model": files.text.name}
     if as_json:
         print(json.dumps(result, indent=2))
@@ -161,6 +198,8 @@ def main(files: ModelFiles, repeats: int, as_json: bool) -> int:
           f"{o['false_accepts_on_sentences']:.1%}")
     print(f"CPU per audio second  {o['cpu_ms_per_audio_s']} ms; listening to silence "
           f"{result['silent']['percent_of_one_core']} % of one core")
+    for key, value in result["listener"].items():
+        print(f"listener alone: {key} {value}")
     print(f"model {result['model']} busy: end of speech → applied {lv['end_of_speech_to_applied_ms']}, "
           f"misheard {lv['not_heard_as_said']}")
     print(f"barge-in: speech onset → speech_start {lv['barge_in_onset_to_speech_start_ms']}")
