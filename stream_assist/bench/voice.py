@@ -68,8 +68,8 @@ def offline(directory: Path, settings: VoiceConfig) -> dict:
                          "command": text in PHRASES})
     commands = [r for r in rows if r["command"]]
     sentences = [r for r in rows if not r["command"]]
-    by_noise = {str(snr): round(np.mean([r["accepted"] == [PHRASES[r["text"]]] for r in commands
-                                         if r["snr_db"] == snr]), 3) for snr in NOISE_DB}
+    by_noise = {str(snr): round(float(np.mean([r["accepted"] == [PHRASES[r["text"]]] for r in commands
+                                         if r["snr_db"] == snr])), 3) for snr in NOISE_DB}
     return {
         "utterances": len(rows),
         "command_accuracy": round(np.mean([r["accepted"] == [PHRASES[r["text"]]] for r in commands]), 3),

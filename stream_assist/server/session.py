@@ -84,8 +84,8 @@ class Session:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.voice is None:
-            self.voice = VoiceLink(self)
-            self._spawn(self.voice.listen(track))
+            self.voice = VoiceLink(self, track)
+            self._spawn(self.voice.listen())
         if track.kind != "video" or self.sampler is not None:
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..config import VoiceConfig
-from ..voice.audio_in import drain
+from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
 from ..voice.listener import Listener, ListenerSettings
 from ..voice.recognisers import shared_recogniser
@@ -37,17 +37,21 @@ def spoken_message(heard: Heard, task: str | None) -> str | None:
 
 
 class VoiceLink:
-    """One session's voice: created on its audio track, closed with it."""
+    """One session's voice: created on its audio track (at the track event, before any packet), closed with it."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, track: MediaStreamTrack) -> None:
         self.session = session
+        self.track = track
+        receiver = next((t.receiver for t in session.pc.getTransceivers() if t.receiver.track is track), None)
+        if receiver is not None:
+            use_packet_jitter_buffer(receiver)
         voice = session.config.voice
         self.listener = Listener(listener_settings(voice), lambda: shared_recogniser(voice.asr), self._heard,
                                  self._voice) if voice.enabled else None
 
-    async def listen(self, track: MediaStreamTrack) -> None:
+    async def listen(self) -> None:
         """Consumes the track for the session's life (also when voice is off: aiortc would queue it)."""
-        await drain(track, self.listener.feed if self.listener else lambda _pcm: None)
+        await drain(self.track, self.listener.feed if self.listener else lambda _pcm: None)
 
     def speaking(self, message: protocol.Speaking) -> None:
         if self.listener is not None:
