@@ -108,7 +108,7 @@ class VoiceConfig:
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
     max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
     min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command
-    barge_in_ms: int = 200  # while the page speaks, this much of the person's speech stops it
+    barge_in_ms: int = 150  # while the page speaks, this much of the person's speech stops it
     echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice
 
 

@@ -38,7 +38,7 @@ class ListenerSettings:
     aggressiveness: int = 2
     end_silence_ms: int = 240
     max_utterance_s: float = 6.0
-    barge_in_ms: int = 200
+    barge_in_ms: int = 150
     echo_window_s: float = 3.0
     rules: Rules = Rules()
 
@@ -65,6 +65,7 @@ class Listener:
         self._scheduled = False
         self._announced = False  # speech_start sent for the current speech
         self._closed = False
+        self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
 
     def feed(self, pcm: bytes) -> None:
         """On the loop: queue PCM for the voice thread (bounded: the oldest goes first)."""
