@@ -11,7 +11,7 @@ import pytest
 
 from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
 from stream_assist.voice.echo import EchoGuard
-from stream_assist.voice.listener import Listener, ListenerSettings
+from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
 from stream_assist.voice.recognisers import shared_recogniser
 from stream_assist.voice.vad import RATE, Segmenter, SpeechStarted, Utterance
 
@@ -139,3 +139,18 @@ async def test_while_the_page_speaks_its_own_words_are_dropped_but_the_person_ba
     assert posted[-1][1].command == "pause"  # not what the page said: the person's command
     posted = await run_listener(clip(clips, "pause"), ListenerSettings(barge_in_ms=2000), "Loosen the bolt.")
     assert ("voice", "speech_start") not in posted and not posted[-1][1].accepted  # too short to count over speech
+
+
+async def test_a_failing_recogniser_costs_only_its_own_session(clips: Path) -> None:
+    def unreadable_model():  # noqa: ANN202 - a recogniser that cannot load
+        raise RuntimeError("model file unreadable")
+
+    posted: list = []
+    broken = Listener(ListenerSettings(), unreadable_model, lambda h, t: posted.append(h), lambda s: None)
+    samples = clip(clips, "pause")
+    for i in range(0, len(samples), 320):
+        broken.feed(samples[i:i + 320].tobytes())
+    await asyncio.get_running_loop().run_in_executor(voice_executor(), lambda: None)  # the voice thread is FIFO
+    assert posted == [] and not broken._scheduled  # it failed, logged, and is ready to listen again
+    heard = await run_listener(samples, ListenerSettings())  # the shared voice thread still serves others
+    assert heard[-1][1].command == "pause"

@@ -7,6 +7,7 @@ at a time, so a session's speech never waits on, nor delays, video, enhancement 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from .commands import TASK_PREFIX, Heard, Rules, interpret
 from .echo import EchoGuard
 from .recognisers import Recogniser
 from .vad import RATE, Segmenter, SpeechStarted, Utterance
+
+log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 100  # pieces of PCM waiting for the voice thread (2 s of 20 ms frames); older ones are dropped
 
@@ -58,7 +61,6 @@ class Listener:
         self.segmenter = Segmenter(settings.aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
         self.proposal: str | None = None  # a dictated task waiting for yes / no
         self.dropped = 0  # PCM pieces dropped because the voice thread fell 2 s behind
-        self.audio_s = 0.0
         self._loop = asyncio.get_running_loop()
         self._buffer: deque[bytes] = deque()
         self._lock = threading.Lock()
@@ -95,7 +97,17 @@ class Listener:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _work(self) -> None:
-        """On the voice thread: everything buffered, then stop until feed() schedules again."""
+        """On the voice thread: everything buffered, then stop until feed() schedules again. A failure costs this
+        session what was buffered, never the thread or another session."""
+        try:
+            self._drain_buffer()
+        except Exception:
+            log.exception("voice: listening failed; the buffered audio is dropped")
+            with self._lock:
+                self._buffer.clear()
+                self._scheduled = False
+
+    def _drain_buffer(self) -> None:
         while True:
             with self._lock:
                 if not self._buffer or self._closed:
@@ -103,7 +115,6 @@ class Listener:
                     return
                 pcm = b"".join(self._buffer)
                 self._buffer.clear()
-            self.audio_s += len(pcm) / (2 * RATE)
             for event in self.segmenter.feed(pcm):
                 if isinstance(event, SpeechStarted):
                     self._announce(0.0)
