@@ -4,11 +4,13 @@ rejects ordinary sentences, the echo guard, and the listener's barge-in and boun
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from stream_assist.server.voice_link import spoken_message
 from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
 from stream_assist.voice.echo import EchoGuard
 from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
@@ -154,3 +156,34 @@ async def test_a_failing_recogniser_costs_only_its_own_session(clips: Path) -> N
     assert posted == [] and not broken._scheduled  # it failed, logged, and is ready to listen again
     heard = await run_listener(samples, ListenerSettings())  # the shared voice thread still serves others
     assert heard[-1][1].command == "pause"
+
+
+async def test_my_task_is_becomes_a_proposal_that_yes_confirms(clips: Path) -> None:
+    posted: list = []
+    got = asyncio.Event()
+
+    def on_heard(heard, task) -> None:  # noqa: ANN001
+        posted.append((heard, task))
+        got.set()
+
+    listener = Listener(ListenerSettings(), shared_recogniser, on_heard, lambda s: None)
+    for text in ("my task is to change the tyre", "yes"):
+        got.clear()
+        samples = clip(clips, text, "en-us+f5", 130)
+        for i in range(0, len(samples), 4000):  # in 250 ms pieces: all at once, 20 ms ones overflow the buffer
+            listener.feed(samples[i:i + 4000].tobytes())
+        await asyncio.wait_for(got.wait(), 30)
+    listener.close()
+    (proposal, task), (confirmed, kept) = posted
+    assert proposal.command == "task" and task and proposal.text == f"my task is {task}"  # dictated: a proposal
+    assert confirmed.command == "yes" and kept == task and listener.proposal is None
+    assert spoken_message(confirmed, kept) == json.dumps({"type": "settings", "task": task})
+    assert spoken_message(proposal, task) is None  # nothing changes until the person says yes
+
+
+@pytest.mark.parametrize(("voice", "sentence"), [("de", "ich habe das rad schon abgenommen"),
+                                                 ("fr", "je cherche la clé pour le vélo"),
+                                                 ("es", "esto no funciona bien")])
+def test_speech_in_another_language_is_rejected(clips: Path, voice: str, sentence: str) -> None:
+    heard = hear(clip(clips, sentence, voice, 150))
+    assert heard and not any(h.accepted for h in heard)
