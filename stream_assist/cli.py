@@ -138,6 +138,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     assist.add_argument("--kills", type=int, default=20, help="SIGKILLs of a journal writer")
     assist.add_argument("--seed", type=int, default=1)
     assist.add_argument("--json", action="store_true")
+    voice = kinds.add_parser("voice", help="hearing the person: command accuracy, false accepts, latency, CPU")
+    _model_choice(voice)
+    voice.add_argument("--repeats", type=int, default=10, help="spoken commands in the live part")
+    voice.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -186,6 +190,10 @@ def bench(args: argparse.Namespace) -> int:
         from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
+    if args.bench == "voice":
+        from .bench import voice as bench_voice
+
+        return bench_voice.main(files, args.repeats, args.json)
     if args.bench == "load":
         from .bench import load as bench_load
 

@@ -114,6 +114,21 @@ class AssistantConfig:
 
 
 @dataclass
+class VoiceConfig:
+    """Hearing the person over the page's microphone track (stream_assist/voice/)."""
+
+    enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
+    asr: str = "pocketsphinx"  # the recogniser: pocketsphinx (offline, model in its wheel)
+    vad_aggressiveness: int = 2  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
+    end_silence_ms: int = 240  # an utterance ends after this much silence
+    max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
+    max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
+    min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command
+    barge_in_ms: int = 150  # while the page speaks, this much of the person's speech stops it
+    echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -122,6 +137,7 @@ class Config:
     enhancement: EnhancementConfig = field(default_factory=EnhancementConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -205,6 +221,7 @@ def validate(config: Config) -> Config:
         (config.channel.max_prompt_chars >= 1, "channel.max_prompt_chars must be at least 1"),
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
         *assistant_checks(config.assistant),
+        *voice_checks(config.voice),
     ]
     for ok, message in checks:
         if not ok:
@@ -221,6 +238,19 @@ def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
         (config.stall_nudge_s > 0, "assistant.stall_nudge_s must be positive"),
         (config.journal_max_age_days > 0, "assistant.journal_max_age_days must be positive"),
         (config.journal_max_sessions >= 1, "assistant.journal_max_sessions must be at least 1"),
+    ]
+
+
+def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
+    return [
+        (voice.asr == "pocketsphinx", "voice.asr must be pocketsphinx"),
+        (0 <= voice.vad_aggressiveness <= 3, "voice.vad_aggressiveness must be 0..3"),
+        (30 <= voice.end_silence_ms <= 3000, "voice.end_silence_ms must be 30..3000"),
+        (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),
+        (0 < voice.max_command_s <= voice.max_utterance_s, "voice.max_command_s must be in (0, max_utterance_s]"),
+        (0 <= voice.min_coverage <= 1, "voice.min_coverage must be 0..1"),
+        (0 <= voice.barge_in_ms <= 3000, "voice.barge_in_ms must be 0..3000"),
+        (voice.echo_window_s >= 0, "voice.echo_window_s must not be negative"),
     ]
 
 

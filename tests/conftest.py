@@ -50,6 +50,7 @@ def small_config() -> Config:
     config.pipeline.max_edge = 256
     config.pipeline.change_threshold = 0.0  # every frame goes to the model, unless a test says otherwise
     config.server.max_sessions = 4
+    config.voice.max_utterance_s = 3.0  # the monologue test stays short
     return config
 
 

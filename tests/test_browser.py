@@ -41,12 +41,12 @@ def chromium_path() -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_page(base: str, chromium: str, **page_options) -> AsyncIterator:  # noqa: ANN003
+async def open_page(base: str, chromium: str, extra_args: tuple[str, ...] = (), **page_options) -> AsyncIterator:  # noqa: ANN003
     """The stream-assist page in a fresh headless Chromium, with speech recorded instead of spoken."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        browser = await p.chromium.launch(executable_path=chromium, args=[*CHROMIUM_ARGS, *extra_args], headless=True)
         try:
             page = await browser.new_page(**page_options)
             await page.add_init_script(SPEECH_SPY)

@@ -49,8 +49,11 @@ function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
 
 function say(text, frame) {
   if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
+  if (voice.probe.quiet) return;  // the person said "quiet": show only
   speech.startedAt[frame] = speech.startedAt[frame] || nowMs();
-  speechSynthesis.speak(new SpeechSynthesisUtterance(text.trim()));
+  const u = new SpeechSynthesisUtterance(text.trim());
+  voice.utterance(u);
+  speechSynthesis.speak(u);
 }
 
 function firstSentence(text) {
@@ -165,6 +168,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
+  if (voice.handle(msg)) return;
   taskPanel.onMessage(msg, send);
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
@@ -182,7 +186,7 @@ function onMessage(event) {
     if (msg.state === "ready") connected(msg);
     showSettings(msg);
     if (msg.state === "closing") setState("server closing");
-    else setState(msg.paused ? "paused" : "live");
+    else setState(msg.paused ? "paused" : msg.quiet ? "live, quiet" : "live");
   }
 }
 
@@ -307,6 +311,7 @@ async function start() {
       : await navigator.mediaDevices.getUserMedia({ video, audio: false });
     ui.preview.srcObject = stream;
     listCameras().catch(() => {});
+    await voice.open(send);  // the microphone, asked once with the camera; each connection then carries it
   } catch (err) {
     showError(String(err.message || err));
     stop();
@@ -335,6 +340,7 @@ async function connect() {
   startClock(peer);
   dashboard.start(peer);
   for (const track of stream.getVideoTracks()) peer.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  voice.attach(peer);
   peer.onconnectionstatechange = () => {
     if (peer === pc && ["failed", "disconnected"].includes(peer.connectionState)) lost();
   };
@@ -485,6 +491,7 @@ function stop() {
   if (wakeLock) wakeLock.release().catch(() => {});
   wakeLock = null;
   closePeer();
+  voice.stop();
   clearInterval(patternTimer);
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;

@@ -91,8 +91,8 @@ class LiveTask:
         return [self._guidance(self._decide(event, now))]
 
     def set_person_speaking(self, on: bool) -> list[Message]:
-        """The page reports the person's speech (voice's `speaking`): nothing is said over them, and what was
-        held back meanwhile is said once they stop, if it is still about the current step."""
+        """The person starts or stops speaking (the voice listener's speech_start / speech_end): nothing is said
+        over them, and what was held back meanwhile is said once they stop, if it is still about the current step."""
         policy = self.state.policy
         policy.person_speaking = on
         held, policy.deferred = (None, policy.deferred) if on else (policy.deferred, None)
@@ -115,6 +115,9 @@ class LiveTask:
             # no task (or an answer to a question no longer asked): the plain rule
             if tracker is None:
                 decision = naive_decision(answer, self.last_answer)
+                policy = self.state.policy
+                if decision.speak and (policy.hushed or policy.person_speaking):  # `quiet`, or never over the person
+                    decision = Decision("show", "hushed" if policy.hushed else "person_speaking", answer)
             else:
                 decision = Decision("show", "task_finished" if tracker.finished else "stale", answer)
             if decision.speak:

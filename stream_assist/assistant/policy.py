@@ -38,7 +38,7 @@ class SpeechPolicy:
     stall_s: float = 90.0
     last_spoken: str = ""
     last_spoken_at: float = float("-inf")
-    person_speaking: bool = False  # set through LiveTask.set_person_speaking from the page's `speaking` reports
+    person_speaking: bool = False  # the voice listener's speech_start / speech_end, via LiveTask.set_person_speaking
     deferred: Event | None = None  # what would have been said while the person spoke: said once they stop
     hushed: bool = False  # the person said `quiet`: show only until a new step or `resume`
 

@@ -1,6 +1,7 @@
-"""A synthetic client: an aiortc peer that streams generated camera video and collects the server's messages.
+"""A synthetic client: an aiortc peer that streams generated camera video (and, if asked, a microphone that
+plays given speech) and collects the server's messages.
 
-Used by the tests and by `stream-assist bench load`; it speaks the protocol in docs/protocol.md.
+Used by the tests and by `stream-assist bench load` / `bench voice`; it speaks the protocol in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
+
+MIC_RATE, MIC_FRAME = 48000, 960  # what a browser's Opus microphone delivers: 48 kHz, 20 ms frames
 
 
 class SyntheticCamera(VideoStreamTrack):
@@ -55,11 +59,63 @@ class SyntheticCamera(VideoStreamTrack):
         return frame
 
 
+class SyntheticMicrophone(MediaStreamTrack):
+    """A microphone that sends silence, or the speech handed to play(), in real time (48 kHz mono, 20 ms)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: list[tuple[np.ndarray, asyncio.Event]] = []
+        self._offset = 0
+        self._start: float | None = None
+        self._pts = 0
+
+    def play(self, samples: np.ndarray) -> asyncio.Event:
+        """Queues int16 mono samples at 48 kHz; the event is set when their last frame has been sent."""
+        done = asyncio.Event()
+        self._queue.append((samples.astype(np.int16), done))
+        return done
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        wait = self._start + self._pts / MIC_RATE - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)  # a microphone's sample clock, not synchronisation
+        chunk = np.zeros(MIC_FRAME, np.int16)
+        if self._queue:
+            samples, done = self._queue[0]
+            piece = samples[self._offset:self._offset + MIC_FRAME]
+            chunk[:len(piece)] = piece
+            self._offset += MIC_FRAME
+            if self._offset >= len(samples):
+                self._queue.pop(0)
+                self._offset = 0
+                done.set()
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self._pts, Fraction(1, MIC_RATE)
+        self._pts += MIC_FRAME
+        return frame
+
+
+def read_speech(path: str) -> np.ndarray:
+    """A sound file as int16 mono samples at the microphone's 48 kHz."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=MIC_RATE)
+    with av.open(path) as container:
+        pieces = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                  for out in resampler.resample(frame)]
+    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return np.concatenate(pieces).astype(np.int16)
+
+
 @dataclass
 class Client:
     pc: RTCPeerConnection
     channel: RTCDataChannel
     camera: SyntheticCamera
+    microphone: SyntheticMicrophone | None = None
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
     ready: dict = field(default_factory=dict)  # the server's unasked `status: ready` (session id, presets)
 
@@ -79,18 +135,24 @@ class Client:
 
     async def close(self) -> None:
         self.camera.stop()
+        if self.microphone is not None:
+            self.microphone.stop()
         await self.pc.close()
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None) -> Client:
-    """Makes an offer with one video track and a `guidance` channel (and the resume token, if given); waits for the
-    session's `status: ready`, kept as `client.ready`, so every message left in the queue is one sent after it."""
+                  resume: str | None = None, microphone: bool = False) -> Client:
+    """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
+    token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
+    queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
+    mic = SyntheticMicrophone() if microphone else None
+    if mic is not None:
+        pc.addTransceiver(mic, direction="sendonly")
     channel = pc.createDataChannel("guidance")
-    client = Client(pc, channel, camera)
+    client = Client(pc, channel, camera, mic)
     opened = asyncio.get_running_loop().create_future()
     channel.on("open", lambda: opened.done() or opened.set_result(True))
     channel.on("message", lambda m: client.messages.put_nowait(json.loads(m)))

@@ -30,6 +30,7 @@ from ..inference.hardware import apply_hardware_defaults
 from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
 from .access import middleware, resolve_token
+from .audio_offer import answer_with_declined, decline_undecodable_audio
 from .metrics import Metrics
 from .protocol import parse_resume_token
 from .resume import ResumeRegistry
@@ -122,14 +123,16 @@ async def offer(request: web.Request) -> web.Response:
     session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed,
                       resume_token=resume_token, state=kept)
     state.sessions[session.id] = session
+    usable, declined = decline_undecodable_audio(description.sdp)  # a microphone we cannot decode: video only
     try:
-        await pc.setRemoteDescription(description)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as e:  # aiortc raises several types for SDP it cannot use
         await session.close()
         return _error(400, f"invalid SDP offer: {e}")
     log.info("session %s opened (%d open)%s", session.id, len(state.sessions), " with kept state" if kept else "")
-    return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
+    return web.json_response({"sdp": answer_with_declined(pc.localDescription.sdp, declined),
+                              "type": pc.localDescription.type,
                               "resume_token": session.resume_token})
 
 

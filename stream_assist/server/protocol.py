@@ -1,7 +1,8 @@
 """The data-channel protocol: JSON text messages with a `type` field (docs/protocol.md).
 
-Browser → server: `settings`, `pause`, `resume`; the task assistant's `next`, `back`, `repeat`, `what_now`, `draft`.
-Server → browser: `status`, `guidance`, `error`; the assistant's `task` and `steps_draft`.
+Browser → server: `settings`, `pause`, `resume`; the task assistant's `next`, `back`, `repeat`, `what_now`, `draft`;
+voice's `quiet`, `help`, `speaking`. Server → browser: `status`, `guidance`, `error`; the assistant's `task` and
+`steps_draft`; voice's `heard`, `voice`, `help`.
 Incoming messages are checked here, before anything acts on them; a bad one becomes a
 `ProtocolError` that the session answers with an `error` message and otherwise ignores.
 """
@@ -87,7 +88,27 @@ class Draft:
 TASK_COMMANDS: dict[str, type[TaskCommand]] = {c.name: c for c in (Next, Back, Repeat, WhatNow)}
 MAX_STEPS_FIELD = 500  # a sanity bound on the wire; the configured limits (assistant.max_steps) are checked later
 
-ClientMessage = Settings | Pause | Resume | TaskCommand | Draft
+
+@dataclass(frozen=True)
+class Quiet:
+    """Stop talking: the page stops speaking and stays show-only until `resume` (or a new step)."""
+
+
+@dataclass(frozen=True)
+class Help:
+    """Which spoken commands there are (answered with a `help` message)."""
+
+
+@dataclass(frozen=True)
+class Speaking:
+    """The page reports its own speech, so the server does not take it for the person's."""
+
+    on: bool
+    text: str = ""
+
+
+ClientMessage = Settings | Pause | Resume | TaskCommand | Draft | Quiet | Help | Speaking
+MAX_SPEAKING_CHARS = 1000
 
 
 def _text_field(data: dict[str, Any], name: str, max_chars: int) -> str | None:
@@ -142,6 +163,8 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
         return Pause()
     if kind == "resume":
         return Resume()
+    if kind in ("quiet", "help", "speaking"):
+        return _voice_message(kind, data)
     if kind == "settings":
         unknown = sorted(set(data) - {"type", "preset", "task", "prompt", "interval_s", "steps", "card"})
         if unknown:
@@ -162,6 +185,16 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
             raise ProtocolError("bad_field", "draft needs a non-empty task")
         return Draft(task)
     raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
+
+
+def _voice_message(kind: str, data: dict[str, Any]) -> ClientMessage:
+    if kind == "quiet":
+        return Quiet()
+    if kind == "help":
+        return Help()
+    if not isinstance(data.get("on"), bool):
+        raise ProtocolError("bad_field", "speaking needs on: true or false")
+    return Speaking(data["on"], _text_field(data, "text", MAX_SPEAKING_CHARS) or "")
 
 
 def parse_clock_ping(raw: str | bytes) -> float:

@@ -33,6 +33,7 @@ from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
 from .session_state import SessionState
+from .voice_link import VoiceLink, help_fields
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Session:
         self.state.task = self.assistant.state
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
+        self.voice: VoiceLink | None = None  # the microphone's listener, once an audio track arrives
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
@@ -89,6 +91,9 @@ class Session:
     # --- video path -------------------------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.voice is None:
+            self.voice = VoiceLink(self, track)
+            self._spawn(self.voice.listen())
         if track.kind != "video" or self.sampler is not None:
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
@@ -219,9 +224,9 @@ class Session:
         self.send("status", state=state, session=self.id, resume_token=self.resume_token,
                   protocol=protocol.PROTOCOL_VERSION, paused=self.state.paused,
                   preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
-                  interval_s=self.state.interval_s, frame_max_edge=self.config.pipeline.max_edge,
-                  resumed=self.resumed, recent=list(self.state.recent), counters=self.counters(),
-                  **self.assistant.progress())
+                  interval_s=self.state.interval_s, quiet=self.assistant.state.policy.hushed,
+                  frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed, recent=list(self.state.recent),
+                  counters=self.counters(), **self.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -262,6 +267,14 @@ class Session:
             self._send_all(self.assistant.request_draft(message.task))
             self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
             self._send_status("drafting")
+        elif isinstance(message, protocol.Quiet):
+            self.assistant.state.policy.hush()  # show only, until `resume` or a new step
+            self._send_status("quiet")
+        elif isinstance(message, protocol.Help):
+            self.send("help", **help_fields())
+        elif isinstance(message, protocol.Speaking):
+            if self.voice is not None:
+                self.voice.speaking(message)
         else:
             try:  # the task first: a bad card or step list changes nothing
                 card = self.assistant.resolve(message.card, list(message.steps) if message.steps is not None
@@ -281,6 +294,10 @@ class Session:
                 self.state.interval_s = message.interval_s
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
+
+    def person_speaking(self, on: bool) -> None:
+        """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""
+        self._send_all(self.assistant.set_person_speaking(on))
 
     def _send_all(self, messages: list[tuple[str, dict]]) -> None:
         for kind, fields in messages:
@@ -338,6 +355,8 @@ class Session:
             return
         self._closing = True
         self._watchdog.cancel()
+        if self.voice is not None:
+            self.voice.close()
         self.worker.unregister(self.id)
         self.slot.pause()
         for task in list(self._tasks):

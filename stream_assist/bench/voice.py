@@ -1,0 +1,207 @@
+"""`stream-assist bench voice`: how well and how fast the server hears the person.
+
+Offline, on a generated set (espeak-ng voices and speeds, commands and ordinary sentences, white noise at two
+levels): command accuracy, false accepts on sentences, CPU per second of audio, and the CPU of listening to
+silence. Live, against a server process busy with the model and a synthetic client whose microphone speaks:
+end of speech → command applied (the `status` arriving), and barge-in (speech onset → the `voice` speech_start
+that makes the page stop talking; the page's own cancel() is not included), and the same for the listener alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..config import Config, VoiceConfig
+from ..inference.model_source import ModelFiles
+from ..server.voice_link import listener_settings
+from ..voice.audio_in import to_pcm16k
+from ..voice.commands import PHRASES, Rules, interpret
+from ..voice.listener import Listener
+from ..voice.recognisers import shared_recogniser
+from ..voice.vad import RATE, Segmenter, Utterance
+from .server_process import start_server_process
+from .speech import padded, pcm, speak_to_wav, with_noise
+from .synthetic_client import MIC_FRAME, MIC_RATE, Client, connect
+
+VOICES = [("en-us", 150), ("en-us+f2", 160), ("en-us+f5", 130), ("en-us+m3", 140)]
+NOISE_DB = [None, 20.0, 10.0]  # speech-to-noise ratio of added white noise; None: clean
+COMMANDS = [p for p in PHRASES if p != "my task is"]
+SENTENCES = ["the wheel is off the bike now", "I think this screw is too tight", "can you see the red cable",
+             "where did I put the spanner", "let me check the manual first", "hold on a second",
+             "this part looks a bit bent", "okay that went in fine"]
+
+
+def _pct(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "n": 0}
+    p50, p95 = np.percentile(values, [50, 95])
+    return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "n": len(values)}
+
+
+def _speak(directory: Path, text: str, voice: str, speed: int) -> np.ndarray:
+    return pcm(speak_to_wav(text, directory / f"{voice}-{speed}-{text}.wav".replace(" ", "_"), voice, speed))
+
+
+def offline(directory: Path, settings: VoiceConfig) -> dict:
+    """Accuracy and false accepts over the generated set, and CPU per second of audio."""
+    recogniser = shared_recogniser()
+    rules = Rules(settings.min_coverage, settings.max_command_s)
+    rows, cpu, audio_s = [], 0.0, 0.0
+    for (voice, speed), snr in [(v, n) for v in VOICES for n in NOISE_DB]:
+        for text in COMMANDS + SENTENCES:
+            samples = with_noise(padded(_speak(directory, text, voice, speed)), snr, seed=len(rows))
+            start = time.process_time()
+            segmenter = Segmenter(settings.vad_aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
+            heard = [interpret(recogniser.commands(u.pcm, False), u.speech_s, False, rules)
+                     for u in segmenter.feed(samples.tobytes()) if isinstance(u, Utterance)]
+            cpu += time.process_time() - start
+            audio_s += len(samples) / RATE
+            accepted = [h.command for h in heard if h.accepted]
+            rows.append({"voice": f"{voice}@{speed}", "snr_db": snr, "text": text, "accepted": accepted,
+                         "command": text in PHRASES})
+    commands = [r for r in rows if r["command"]]
+    sentences = [r for r in rows if not r["command"]]
+    by_noise = {str(snr): round(float(np.mean([r["accepted"] == [PHRASES[r["text"]]] for r in commands
+                                         if r["snr_db"] == snr])), 3) for snr in NOISE_DB}
+    return {
+        "utterances": len(rows),
+        "command_accuracy": round(np.mean([r["accepted"] == [PHRASES[r["text"]]] for r in commands]), 3),
+        "command_accuracy_by_snr_db": by_noise,
+        "wrong_command_rate": round(np.mean([bool(r["accepted"]) and r["accepted"] != [PHRASES[r["text"]]]
+                                             for r in commands]), 3),
+        "false_accepts_on_sentences": round(np.mean([bool(r["accepted"]) for r in sentences]), 3),
+        "cpu_ms_per_audio_s": round(1000 * cpu / audio_s, 2),
+        "misses": sorted({r["text"] for r in commands if r["accepted"] != [PHRASES[r["text"]]]}),
+    }
+
+
+def silent_listening(seconds: float = 60.0) -> dict:
+    """CPU of what a silent microphone costs: resampling 48 kHz frames and running the VAD on them."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    segmenter = Segmenter()
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, MIC_FRAME), np.int16), format="s16", layout="mono")
+    frame.sample_rate = MIC_RATE
+    start = time.process_time()
+    for _ in range(int(seconds * MIC_RATE / MIC_FRAME)):
+        segmenter.feed(to_pcm16k(resampler, frame))
+    return {"percent_of_one_core": round(100 * (time.process_time() - start) / seconds, 3)}
+
+
+def _trimmed(samples: np.ndarray) -> np.ndarray:
+    """The clip from its first to its last loud sample: played, its end is the end of speech."""
+    loud = np.flatnonzero(np.abs(samples) > 300)
+    return samples[loud[0]:loud[-1] + 1]
+
+
+async def _listen_once(speech: np.ndarray, speaking: bool) -> dict[str, float]:
+    """Feeds half a second of quiet, the speech, a second of quiet in 20 ms pieces at the microphone's pace;
+    returns when each callback came, in seconds from the speech's onset."""
+    seen: dict[str, float] = {}
+    heard = asyncio.Event()
+    listener = Listener(listener_settings(Config().voice), shared_recogniser,
+                        lambda _h, _t: (seen.setdefault("heard", time.monotonic()), heard.set()),
+                        lambda state: seen.setdefault(state, time.monotonic()))
+    if speaking:
+        listener.echo.speaking(True, "Loosen the axle nut with the spanner.")
+    stream = np.concatenate([np.zeros(RATE // 2, np.int16), speech, np.zeros(RATE, np.int16)])
+    start = time.monotonic()
+    for at in range(0, len(stream), RATE // 50):
+        await asyncio.sleep(max(0.0, start + at / RATE - time.monotonic()))  # the audio clock, not a wait
+        listener.feed(stream[at:at + RATE // 50].tobytes())
+    await asyncio.wait_for(heard.wait(), 30)
+    listener.close()
+    return {k: v - start - 0.5 for k, v in seen.items()}
+
+
+async def listener_alone(directory: Path, repeats: int) -> dict:
+    """The listener's own decision times, fed in real time in this process (no codec, network or model):
+    speech onset → speech_start (page quiet, and page speaking: a barge-in) and end of speech → heard."""
+    speech = _trimmed(_speak(directory, "pause", "en-us+f2", 160))
+    shared_recogniser()  # loaded before the clock starts
+    quiet = [await _listen_once(speech, False) for _ in range(repeats // 2)]
+    speaking = [await _listen_once(speech, True) for _ in range(repeats // 2)]
+    return {
+        "onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in quiet]),
+        "barge_in_onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in speaking]),
+        "end_of_speech_to_heard_ms": _pct([1000 * (s["heard"] - len(speech) / RATE) for s in quiet]),
+    }
+
+
+def _to_mic(samples: np.ndarray) -> np.ndarray:
+    t = np.arange(len(samples) * MIC_RATE // RATE) * RATE / MIC_RATE
+    return np.interp(t, np.arange(len(samples)), samples.astype(np.float64)).astype(np.int16)
+
+
+async def _after(client: Client, kind: str, since: float, test=lambda m: True) -> float:  # noqa: ANN001
+    while True:
+        msg = await client.next_message(kind, timeout=60)
+        if test(msg):
+            return 1000 * (time.monotonic() - since)
+
+
+async def live(files: ModelFiles, directory: Path, repeats: int) -> dict:
+    """Spoken pause / resume into a server process whose model is kept busy by the same client's video."""
+    clips = {w: _to_mic(_trimmed(_speak(directory, w, "en-us+f2", 160))) for w in ("pause", "resume")}
+    proc, url = await start_server_process(None, "--model", str(files.text), "--mmproj", str(files.mmproj))
+    applied, barge, heard_wrong = [], [], 0
+    try:
+        client = await connect(url, microphone=True)
+        try:
+            await client.next_message("guidance", timeout=600)  # the model is warm and busy from here on
+            for i in range(repeats):
+                word = ("pause", "resume")[i % 2]
+                done = client.microphone.play(clips[word])
+                await done.wait()
+                end = time.monotonic()  # the last frame of speech is on its way
+                heard = await client.next_message("heard", timeout=60)
+                if heard["command"] != word:
+                    heard_wrong += 1
+                    continue
+                applied.append(await _after(client, "status", end))
+                client.microphone.play(np.zeros(MIC_RATE // 2, np.int16))  # a breath between commands
+            client.send({"type": "speaking", "on": True, "text": "Loosen the axle nut with the spanner."})
+            for _ in range(repeats // 2):
+                await client.microphone.play(np.zeros(MIC_RATE // 5, np.int16)).wait()
+                onset_at = time.monotonic()  # the clip's first frame, which is speech, goes next
+                client.microphone.play(clips["pause"])
+                barge.append(await _after(client, "voice", onset_at, lambda m: m["state"] == "speech_start"))
+                await client.next_message("heard", timeout=60)
+        finally:
+            await client.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return {"end_of_speech_to_applied_ms": _pct(applied), "not_heard_as_said": heard_wrong,
+            "barge_in_onset_to_speech_start_ms": _pct(barge)}
+
+
+def main(files: ModelFiles, repeats: int, as_json: bool) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        result = {"offline": offline(directory, Config().voice), "silent": silent_listening(),
+                  "listener": asyncio.run(listener_alone(directory, repeats)),
+                  "live": asyncio.run(live(files, directory, repeats)), "model": files.text.name}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    o, lv = result["offline"], result["live"]
+    print(f"generated set: {o['utterances']} utterances ({len(VOICES)} voices/speeds × {len(NOISE_DB)} noise levels)")
+    print(f"command accuracy      {o['command_accuracy']:.1%}  by SNR dB {o['command_accuracy_by_snr_db']}")
+    print(f"wrong command         {o['wrong_command_rate']:.1%}   false accepts on sentences "
+          f"{o['false_accepts_on_sentences']:.1%}")
+    print(f"CPU per audio second  {o['cpu_ms_per_audio_s']} ms; listening to silence "
+          f"{result['silent']['percent_of_one_core']} % of one core")
+    for key, value in result["listener"].items():
+        print(f"listener alone: {key} {value}")
+    print(f"model {result['model']} busy: end of speech → applied {lv['end_of_speech_to_applied_ms']}, "
+          f"misheard {lv['not_heard_as_said']}")
+    print(f"barge-in: speech onset → speech_start {lv['barge_in_onset_to_speech_start_ms']}")
+    print(f"missed commands: {', '.join(o['misses'])}")
+    return 0

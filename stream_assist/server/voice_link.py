@@ -1,0 +1,85 @@
+"""Ties a session's microphone track to its listener, and what is heard to the session: every utterance is
+shown (`heard`), and an accepted command is carried out as exactly its data-channel message would be."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..config import VoiceConfig
+from ..voice.audio_in import drain, use_packet_jitter_buffer
+from ..voice.commands import PHRASES, Heard, Rules
+from ..voice.listener import Listener, ListenerSettings
+from ..voice.recognisers import shared_recogniser
+from . import protocol
+
+if TYPE_CHECKING:
+    from .session import Session
+
+HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talking, what now, help, "
+             "or 'my task is' and the task.")
+
+
+def listener_settings(voice: VoiceConfig) -> ListenerSettings:
+    return ListenerSettings(voice.vad_aggressiveness, voice.end_silence_ms, voice.max_utterance_s, voice.barge_in_ms,
+                            voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s))
+
+
+def spoken_message(heard: Heard, task: str | None) -> str | None:
+    """The data-channel message text a heard command stands for (None: nothing to carry out)."""
+    if not heard.accepted or heard.command in ("task", "no"):
+        return None  # a dictated task is a proposal until "yes"
+    if heard.command == "yes":
+        return json.dumps({"type": "settings", "task": task}) if task else None
+    return json.dumps({"type": heard.command})
+
+
+class VoiceLink:
+    """One session's voice: created on its audio track (at the track event, before any packet), closed with it."""
+
+    def __init__(self, session: Session, track: MediaStreamTrack) -> None:
+        self.session = session
+        self.track = track
+        receiver = next((t.receiver for t in session.pc.getTransceivers() if t.receiver.track is track), None)
+        if receiver is not None:
+            use_packet_jitter_buffer(receiver)
+        voice = session.config.voice
+        self.listener = Listener(listener_settings(voice), lambda: shared_recogniser(voice.asr), self._heard,
+                                 self._voice) if voice.enabled else None
+
+    async def listen(self) -> None:
+        """Consumes the track for the session's life (also when voice is off: aiortc would queue it)."""
+        await drain(self.track, self.listener.feed if self.listener else lambda _pcm: None)
+
+    def speaking(self, message: protocol.Speaking) -> None:
+        if self.listener is not None:
+            self.listener.echo.speaking(message.on, message.text)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+    def _voice(self, state: str) -> None:
+        self.session.send("voice", state=state)
+        self.session.person_speaking(state == "speech_start")
+
+    def _heard(self, heard: Heard, task: str | None) -> None:
+        self.session.send("heard", text=heard.text, command=heard.command, accepted=heard.accepted,
+                          reason=heard.reason, **({"task": task} if heard.command == "task" else {}))
+        raw = spoken_message(heard, task)
+        if raw is None:
+            return
+        channel = self.session.config.channel
+        try:
+            message = protocol.parse_client_message(raw, channel.max_message_bytes, channel.max_prompt_chars)
+        except protocol.ProtocolError as e:  # e.g. a command whose message this server does not have yet
+            self.session.send("error", code=e.code, message=f"spoken {heard.text!r}: {e}")
+            return
+        self.session.apply(message)
+
+
+def help_fields() -> dict[str, object]:
+    """The `help` message: the spoken commands and a sentence the page can show and say."""
+    return {"commands": sorted(set(PHRASES) | {"yes", "no"}), "text": HELP_TEXT}

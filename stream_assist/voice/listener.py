@@ -1,0 +1,166 @@
+"""One session's ears: PCM from the track → VAD → recogniser → what was heard, posted back to the event loop.
+
+The loop only appends PCM to a bounded buffer; segmentation and recognition run on the voice thread, one batch
+at a time, so a session's speech never waits on, nor delays, video, enhancement or inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .commands import TASK_PREFIX, Heard, Rules, interpret
+from .echo import EchoGuard
+from .recognisers import Recogniser
+from .vad import RATE, Segmenter, SpeechStarted, Utterance
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED = 100  # pieces of PCM waiting for the voice thread (2 s of 20 ms frames); older ones are dropped
+
+_voice_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def voice_executor() -> Executor:
+    """The process's one voice thread, apart from the enhancement pool and the inference worker."""
+    global _voice_executor
+    with _executor_lock:
+        if _voice_executor is None:
+            _voice_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice")
+        return _voice_executor
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    aggressiveness: int = 2
+    end_silence_ms: int = 240
+    max_utterance_s: float = 6.0
+    barge_in_ms: int = 150
+    echo_window_s: float = 3.0
+    rules: Rules = Rules()
+
+
+class Listener:
+    """Calls on_heard(heard, task) for every utterance and on_voice("speech_start" | "speech_end"), on the loop."""
+
+    def __init__(self, settings: ListenerSettings, recogniser: Callable[[], Recogniser],
+                 on_heard: Callable[[Heard, str | None], None], on_voice: Callable[[str], None],
+                 executor: Executor | None = None) -> None:
+        self.settings = settings
+        self._make_recogniser = recogniser  # called on the voice thread: loading a model never blocks the loop
+        self._recogniser: Recogniser | None = None
+        self.on_heard, self.on_voice = on_heard, on_voice
+        self.executor = executor or voice_executor()
+        self.echo = EchoGuard(settings.echo_window_s)
+        self.segmenter = Segmenter(settings.aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
+        self.proposal: str | None = None  # a dictated task waiting for yes / no
+        self.dropped = 0  # PCM pieces dropped because the voice thread fell 2 s behind
+        self._loop = asyncio.get_running_loop()
+        self._buffer: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._announced = False  # speech_start sent for the current speech
+        self._closed = False
+        self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
+
+    def feed(self, pcm: bytes) -> None:
+        """On the loop: queue PCM for the voice thread (bounded: the oldest goes first)."""
+        with self._lock:
+            if len(self._buffer) >= MAX_BUFFERED:
+                self._buffer.popleft()
+                self.dropped += 1
+            self._buffer.append(pcm)
+            if self._scheduled or self._closed:
+                return
+            self._scheduled = True
+        self.executor.submit(self._work)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._buffer.clear()
+
+    @property
+    def recogniser(self) -> Recogniser:
+        if self._recogniser is None:
+            self._recogniser = self._make_recogniser()
+        return self._recogniser
+
+    def _post(self, fn: Callable, *args: object) -> None:  # noqa: ANN001
+        if not self._closed:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _work(self) -> None:
+        """On the voice thread: everything buffered, then stop until feed() schedules again. A failure costs this
+        session what was buffered, never the thread or another session."""
+        try:
+            self._drain_buffer()
+        except Exception:
+            log.exception("voice: listening failed; the buffered audio is dropped")
+            with self._lock:
+                self._buffer.clear()
+                self._scheduled = False
+
+    def _drain_buffer(self) -> None:
+        while True:
+            with self._lock:
+                if not self._buffer or self._closed:
+                    self._scheduled = False
+                    return
+                pcm = b"".join(self._buffer)
+                self._buffer.clear()
+            for event in self.segmenter.feed(pcm):
+                if isinstance(event, SpeechStarted):
+                    self._announce(0.0)
+                else:
+                    self._finish(event)
+            if self.segmenter.state == "speech":
+                self._announce(self.segmenter.speech_s)
+
+    def _announce(self, speech_s: float) -> None:
+        """speech_start at once when the page is quiet; while it speaks, only after barge_in_ms of speech (a
+        shorter sound is most likely the page's own voice)."""
+        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self.settings.barge_in_ms):
+            return
+        self._announced = True
+        self._post(self.on_voice, "speech_start")
+
+    def _finish(self, utterance: Utterance) -> None:
+        self._announce(utterance.speech_s)  # an utterance that began and ended within one batch
+        announced, self._announced = self._announced, False
+        if announced:
+            self._post(self.on_voice, "speech_end")
+        heard, task = self._hear(utterance, announced)
+        self._post(self.on_heard, heard, task)
+
+    def _hear(self, utterance: Utterance, announced: bool) -> tuple[Heard, str | None]:
+        if utterance.cut:
+            return Heard("", None, False, f"over {self.settings.max_utterance_s:g} s of sound: dropped"), None
+        if not announced:
+            return Heard("", None, False, "too short to be more than the assistant's own voice"), None
+        confirming = self.proposal is not None
+        words = self.recogniser.commands(utterance.pcm, confirming)
+        heard = interpret(words, utterance.speech_s, confirming, self.settings.rules)
+        if heard.accepted and self.echo.is_echo(heard.text):
+            return Heard(heard.text, None, False, "the assistant's own voice"), None
+        if heard.command == "task":
+            return self._dictate(utterance, words[2].end_s if len(words) >= 3 else 0.0)
+        if heard.command in ("yes", "no"):
+            task, self.proposal = self.proposal, None
+            return heard, task if heard.command == "yes" else None
+        return heard, None
+
+    def _dictate(self, utterance: Utterance, after_s: float) -> tuple[Heard, str | None]:
+        """'my task is …': the rest, dictated, becomes a proposal the person confirms with yes (or types)."""
+        start = int(max(0.0, after_s) * RATE) * 2
+        text = self.recogniser.dictate(utterance.pcm[start:]).strip()
+        if not text:
+            return Heard(TASK_PREFIX, None, False, "no task heard after 'my task is'"), None
+        self.proposal = text
+        return Heard(f"{TASK_PREFIX} {text}", "task", True, "say yes to keep it, no to drop it, or type it"), text

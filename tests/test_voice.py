@@ -1,0 +1,189 @@
+"""The voice stages on real espeak-ng speech: VAD segmentation, the pocketsphinx grammar and the rule that
+rejects ordinary sentences, the echo guard, and the listener's barge-in and bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_assist.server.voice_link import spoken_message
+from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
+from stream_assist.voice.echo import EchoGuard
+from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
+from stream_assist.voice.recognisers import shared_recogniser
+from stream_assist.voice.vad import RATE, Segmenter, SpeechStarted, Utterance
+
+from .voice_clips import SENTENCES, VOICES, clip
+
+COMMANDS = [p for p in PHRASES if p != "my task is"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+def hear(samples: np.ndarray, confirming: bool = False) -> list:
+    """Segments a clip and interprets each utterance as the listener does."""
+    recogniser = shared_recogniser()
+    events = Segmenter().feed(samples.tobytes())
+    return [interpret(recogniser.commands(u.pcm, confirming), u.speech_s, confirming, Rules())
+            for u in events if isinstance(u, Utterance)]
+
+
+def test_commands_are_mostly_heard_and_rarely_taken_for_another(clips: Path) -> None:
+    right, wrong = 0, []
+    for voice, speed in VOICES:
+        for phrase in COMMANDS:
+            accepted = [h.command for h in hear(clip(clips, phrase, voice, speed)) if h.accepted]
+            right += accepted == [PHRASES[phrase]]
+            if accepted and accepted != [PHRASES[phrase]]:
+                wrong.append((voice, speed, phrase, accepted))
+    total = len(VOICES) * len(COMMANDS)
+    # espeak's robotic voices are hard for pocketsphinx's acoustic model; `bench voice` reports the rates. The
+    # known confusion is a short "help" heard as "done".
+    assert right >= 0.6 * total and len(wrong) <= 2, (right, wrong)
+
+
+def test_ordinary_sentences_are_rejected(clips: Path) -> None:
+    for voice, speed in VOICES:
+        for sentence in SENTENCES:
+            heard = hear(clip(clips, sentence, voice, speed))
+            assert heard and not any(h.accepted for h in heard), (voice, sentence, heard)
+
+
+def test_rejection_rule() -> None:
+    rules = Rules(min_coverage=0.5, max_command_s=2.5)
+    pause = [Word("pause", 0.1, 0.6)]
+    assert interpret(pause, 0.6, False, rules).command == "pause"
+    assert "cover too little" in interpret(pause, 2.0, False, rules).reason
+    assert "too long" in interpret(pause, 3.0, False, rules).reason
+    assert interpret([Word("yes", 0, 0.4)], 0.4, False, rules).reason == "not a command"  # only while confirming
+    assert interpret([Word("yes", 0, 0.4)], 0.4, True, rules).command == "yes"
+    assert interpret([], 0.4, False, rules).reason == "not understood"
+
+
+def test_segmenter_finds_one_utterance_with_its_speech_span(clips: Path) -> None:
+    samples = clip(clips, "stop talking")
+    events = Segmenter(end_silence_ms=240).feed(samples.tobytes())
+    assert [type(e) for e in events] == [SpeechStarted, Utterance]
+    start, utterance = events
+    loud = np.flatnonzero(np.abs(samples) > 300) / RATE
+    # webrtcvad: onset within ~40 ms, offset within ~105 ms (its own hangover), plus one 30 ms frame
+    assert abs(start.at_s - loud[0]) < 0.1 and abs(utterance.end_s - loud[-1]) < 0.15
+    assert not utterance.cut and len(utterance.pcm) >= utterance.speech_s * RATE * 2
+
+
+def test_a_monologue_is_cut_dropped_and_bounded(clips: Path) -> None:
+    talk = np.concatenate([clip(clips, s)[RATE // 4:-RATE // 4] for s in SENTENCES * 2])  # no pause long enough
+    segmenter = Segmenter(max_utterance_s=2.0)
+    events = []
+    for i in range(0, len(talk), 960):  # as the listener feeds it: 60 ms at a time
+        events += segmenter.feed(talk[i:i + 960].tobytes())
+        assert len(segmenter._speech) <= segmenter.max_frames + 1  # memory stays bounded
+    utterances = [e for e in events if isinstance(e, Utterance)]
+    assert utterances and utterances[0].cut and utterances[0].pcm == b""
+    assert segmenter.cut >= 1 and len(talk) / RATE > 2 * 2.0
+
+
+def test_loud_noise_and_silence_cost_no_recognition() -> None:
+    noise = np.random.default_rng(1).normal(0, 8000, RATE * 8).clip(-32768, 32767).astype(np.int16)
+    segmenter = Segmenter(max_utterance_s=2.0)
+    events = segmenter.feed(noise.tobytes()) + segmenter.feed(bytes(RATE * 4))
+    assert all(e.cut for e in events if isinstance(e, Utterance))  # noise is never handed to the recogniser whole
+
+
+def test_echo_guard_drops_what_the_page_said_and_only_that() -> None:
+    guard = EchoGuard(window_s=3.0)
+    guard.speaking(True, "Next, loosen the axle nut.", now=10.0)
+    assert guard.is_speaking(now=10.5) and guard.is_echo("next", now=10.5)
+    assert not guard.is_echo("pause", now=10.5)
+    guard.speaking(False, now=11.0)
+    assert guard.is_speaking(now=11.1) and not guard.is_speaking(now=11.5)
+    assert guard.is_echo("next", now=13.0) and not guard.is_echo("next", now=14.5)
+
+
+async def run_listener(samples: np.ndarray, settings: ListenerSettings, speaking_text: str | None = None) -> list:
+    """Feeds a clip through a listener in 20 ms pieces; returns what it posted, in order."""
+    posted: list = []
+    done = asyncio.Event()
+
+    def on_heard(heard, task) -> None:  # noqa: ANN001
+        posted.append(("heard", heard, task))
+        done.set()
+
+    listener = Listener(settings, shared_recogniser, on_heard, lambda state: posted.append(("voice", state)))
+    if speaking_text is not None:
+        listener.echo.speaking(True, speaking_text)
+    for i in range(0, len(samples), 320):
+        listener.feed(samples[i:i + 320].tobytes())
+    await asyncio.wait_for(done.wait(), 30)
+    listener.close()
+    return posted
+
+
+async def test_listener_hears_a_command_and_announces_speech(clips: Path) -> None:
+    posted = await run_listener(clip(clips, "pause"), ListenerSettings())
+    assert [p[:2] if p[0] == "voice" else (p[0], p[1].command) for p in posted] == [
+        ("voice", "speech_start"), ("voice", "speech_end"), ("heard", "pause")]
+
+
+async def test_while_the_page_speaks_its_own_words_are_dropped_but_the_person_barges_in(clips: Path) -> None:
+    posted = await run_listener(clip(clips, "pause"), ListenerSettings(barge_in_ms=300), "Pause the saw first.")
+    assert ("voice", "speech_start") in posted  # long enough to be a barge-in: the page stops speaking
+    heard = posted[-1][1]
+    assert not heard.accepted and heard.reason == "the assistant's own voice"
+    posted = await run_listener(clip(clips, "pause"), ListenerSettings(barge_in_ms=300), "Loosen the bolt.")
+    assert posted[-1][1].command == "pause"  # not what the page said: the person's command
+    posted = await run_listener(clip(clips, "pause"), ListenerSettings(barge_in_ms=2000), "Loosen the bolt.")
+    assert ("voice", "speech_start") not in posted and not posted[-1][1].accepted  # too short to count over speech
+
+
+async def test_a_failing_recogniser_costs_only_its_own_session(clips: Path) -> None:
+    def unreadable_model():  # noqa: ANN202 - a recogniser that cannot load
+        raise RuntimeError("model file unreadable")
+
+    posted: list = []
+    broken = Listener(ListenerSettings(), unreadable_model, lambda h, t: posted.append(h), lambda s: None)
+    samples = clip(clips, "pause")
+    for i in range(0, len(samples), 320):
+        broken.feed(samples[i:i + 320].tobytes())
+    await asyncio.get_running_loop().run_in_executor(voice_executor(), lambda: None)  # the voice thread is FIFO
+    assert posted == [] and not broken._scheduled  # it failed, logged, and is ready to listen again
+    heard = await run_listener(samples, ListenerSettings())  # the shared voice thread still serves others
+    assert heard[-1][1].command == "pause"
+
+
+async def test_my_task_is_becomes_a_proposal_that_yes_confirms(clips: Path) -> None:
+    posted: list = []
+    got = asyncio.Event()
+
+    def on_heard(heard, task) -> None:  # noqa: ANN001
+        posted.append((heard, task))
+        got.set()
+
+    listener = Listener(ListenerSettings(), shared_recogniser, on_heard, lambda s: None)
+    for text in ("my task is to change the tyre", "yes"):
+        got.clear()
+        samples = clip(clips, text, "en-us+f5", 130)
+        for i in range(0, len(samples), 4000):  # in 250 ms pieces: all at once, 20 ms ones overflow the buffer
+            listener.feed(samples[i:i + 4000].tobytes())
+        await asyncio.wait_for(got.wait(), 30)
+    listener.close()
+    (proposal, task), (confirmed, kept) = posted
+    assert proposal.command == "task" and task and proposal.text == f"my task is {task}"  # dictated: a proposal
+    assert confirmed.command == "yes" and kept == task and listener.proposal is None
+    assert spoken_message(confirmed, kept) == json.dumps({"type": "settings", "task": task})
+    assert spoken_message(proposal, task) is None  # nothing changes until the person says yes
+
+
+@pytest.mark.parametrize(("voice", "sentence"), [("de", "ich habe das rad schon abgenommen"),
+                                                 ("fr", "je cherche la clé pour le vélo"),
+                                                 ("es", "esto no funciona bien")])
+def test_speech_in_another_language_is_rejected(clips: Path, voice: str, sentence: str) -> None:
+    heard = hear(clip(clips, sentence, voice, 150))
+    assert heard and not any(h.accepted for h in heard)
