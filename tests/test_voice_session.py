@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -40,10 +41,13 @@ async def test_spoken_pause_and_resume_change_the_status_and_a_sentence_changes_
         heard = await say(client, clips, "resume")
         assert heard["command"] == "resume"
         assert (await client.next_message("status"))["paused"] is False
-        before = (session.paused, session.prompt, session.quiet)
+        def settings() -> tuple:  # copies, so a change in place would show
+            return session.state.paused, replace(session.state.prompt), session.assistant.state.policy.hushed
+
+        before = settings()
         heard = await say(client, clips, SENTENCES[0])
         assert heard["accepted"] is False and heard["reason"]
-        assert (session.paused, session.prompt, session.quiet) == before
+        assert settings() == before
         await keeps_streaming(client)  # video, enhancement and the model carried on throughout
     finally:
         await client.close()
