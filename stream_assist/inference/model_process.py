@@ -23,7 +23,7 @@ from multiprocessing.shared_memory import SharedMemory
 import numpy as np
 
 from ..config import ModelConfig
-from .llama_log import LOG_FORMAT, build_info, route_llama_logs
+from .llama_log import LOG_FORMAT, build_info, route_llama_logs, uses_openmp
 from .model_source import ModelFileError, ModelFiles
 from .vision_model import Generation, VisionModel
 
@@ -98,10 +98,9 @@ class ModelProcess:
 
     parallel = 1  # one frame at a time, like the VisionModel it runs
 
-    def __init__(self, files: ModelFiles, config: ModelConfig, max_backoff_s: float = 30.0) -> None:
+    def __init__(self, files: ModelFiles, config: ModelConfig) -> None:
         self.files = files
         self.config = config
-        self.max_backoff_s = max_backoff_s
         self.restarts = 0  # processes started after one died or hung
         self.failures = 0  # deaths, hangs and failed starts since the last answer
         self.last_error = ""
@@ -155,9 +154,12 @@ class ModelProcess:
         log.error("%s; a new one starts with the next frame", self.last_error)
         return ModelProcessError(f"{self.last_error}; restarting it")
 
+    def _backoff(self) -> float:
+        return min(self.config.max_restart_backoff_s, FIRST_BACKOFF_S * 2 ** max(0, self.failures - 1))
+
     def _restart(self, stopping: threading.Event) -> bool:
         """Starts a new child after the back-off, trying again until one loads; False when stopping first."""
-        while not stopping.wait(min(self.max_backoff_s, FIRST_BACKOFF_S * 2 ** max(0, self.failures - 1))):
+        while not stopping.wait(self._backoff()):
             try:
                 self._start()
             except Exception as e:  # e.g. it crashed again while loading: wait longer, try again
@@ -240,3 +242,14 @@ class ModelProcess:
             self._conn.close()
             self._proc = self._conn = None
         self._release_frames()
+
+
+def embedded_model(files: ModelFiles, config: ModelConfig) -> ModelProcess | VisionModel:
+    """The embedded model as model.process says (its own process, or inline in the worker thread), quiet."""
+    route_llama_logs()  # llama.cpp's chatter at DEBUG (shown with --verbose), its warnings and errors kept
+    if config.process == "child":
+        return ModelProcess(files, config)
+    model = VisionModel(files, config)
+    log.info("model runs in the server's inference thread (%s)%s", build_info(),
+             "; this build decodes ~1.7x slower there than with model.process = child" if uses_openmp() else "")
+    return model

@@ -128,6 +128,12 @@ def endpoints(model: Any) -> list[dict]:
     return pool.snapshot() if pool is not None else []
 
 
+def model_process(model: Any) -> dict:
+    """The embedded model's own process (pid, alive, restarts) for /health, where it runs in one."""
+    report = getattr(model, "health", None)
+    return {"model_process": report()} if report is not None else {}
+
+
 async def health(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     remote = endpoints(state.worker.model)
@@ -139,6 +145,7 @@ async def health(request: web.Request) -> web.Response:
         "worker_alive": state.worker.alive,
         "worker_restarts": state.worker.restarts,
         "worker_in_progress": state.worker.in_progress,
+        **model_process(state.worker.model),
         "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
