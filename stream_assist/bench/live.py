@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..config import ModelConfig
+from ..inference.llama_log import route_llama_logs
 from ..inference.model_process import ModelProcess
 from ..inference.model_source import ModelFiles
 from ..inference.prompts import PromptSettings
@@ -110,6 +111,7 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
 
 def run(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fps: float, seconds: float, repeats: int,
         modes: list[str], live_process: str) -> dict:
+    route_llama_logs()  # as quiet as the server
     rows = {ISOLATED[m]: isolated(files, config, size, repeats, m) for m in modes}
     rows[f"live, model.process = {live_process}"] = asyncio.run(live(files, config, size, fps, seconds,
                                                                       live_process))

@@ -29,7 +29,7 @@ from .vision_model import Generation, VisionModel
 
 log = logging.getLogger(__name__)
 
-HANG_GRACE_S = 5.0  # past model.timeout_s (which the child enforces itself), the child counts as hung
+HANG_GRACE_S = 2.0  # past model.timeout_s (which the child enforces itself), the child counts as hung
 FIRST_BACKOFF_S = 0.5  # the first restart waits this long, each further failure twice as long
 INITIAL_FRAME_BYTES = 1024 * 768 * 3  # the shared buffer grows when a larger frame comes
 
@@ -195,7 +195,10 @@ class ModelProcess:
         if self._conn is None:
             raise ModelProcessError(f"{self.last_error}; restarting it")
         self._put_frame(rgb)
-        self._conn.send(_Request(self._frames.name, rgb.shape, prompt))
+        try:
+            self._conn.send(_Request(self._frames.name, rgb.shape, prompt))
+        except OSError:  # it died between frames
+            raise self._lost("") from None
         deadline = time.monotonic() + self.config.timeout_s + HANG_GRACE_S
         callback_error: Exception | None = None
         while True:
