@@ -224,7 +224,8 @@ class ModelProcess:
 
     def health(self) -> dict:
         """The model process's state for /health."""
-        return {"pid": self.pid, "alive": self._proc is not None and self._proc.is_alive(),
+        proc = self._proc  # read once: the worker thread may drop it meanwhile
+        return {"pid": proc.pid if proc else None, "alive": proc is not None and proc.is_alive(),
                 "restarts": self.restarts, "failures": self.failures, "last_error": self.last_error}
 
     def _release_frames(self) -> None:
