@@ -109,6 +109,10 @@ async def test_sigkill_mid_answer_costs_one_error_then_guidance_resumes(model_pr
         assert health["status"] == "ok" and health["worker_alive"]
         assert health["model_process"]["restarts"] == 1 and health["model_process"]["alive"]
         assert health["model_process"]["pid"] == model_process.pid
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as res:
+            metrics = await res.text()
+        assert "stream_assist_model_process_restarts_total 1.0" in metrics
+        assert "stream_assist_model_process_up 1.0" in metrics
         await client.close()
         await bystander.close()
     where = "mid-answer" if errors[0]["frame_id"] == killed_during else "between answers"

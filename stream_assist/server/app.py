@@ -50,7 +50,8 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
         self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())],
-                               lambda: endpoints(self.worker.model))
+                               lambda: endpoints(self.worker.model),
+                               lambda: model_process(self.worker.model).get("model_process"))
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
 
