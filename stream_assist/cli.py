@@ -162,6 +162,7 @@ def bench(args: argparse.Namespace) -> int:
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
+        config.model.timeout_s = 600.0  # a loaded machine must slow the figures, not end the run
         modes = [m.strip() for m in args.isolated.split(",") if m.strip()]
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")

@@ -86,7 +86,8 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
         config_path = Path(tmp) / "live.toml"
         config_path.write_text(
             f"[model]\nn_ctx = {config.n_ctx}\nn_threads = {config.n_threads}\nmax_tokens = {config.max_tokens}\n"
-            f"process = \"{process}\"\n[pipeline]\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n"
+            f"timeout_s = {config.timeout_s}\nprocess = \"{process}\"\n"
+            f"[pipeline]\nsample_fps = {float(fps)}\nchange_threshold = 0.0\n"
             f"max_edge = {max(size)}\n")
         proc, url = await start_server_process(files, "--config", str(config_path))
         try:
