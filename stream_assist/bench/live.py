@@ -1,10 +1,10 @@
 """`stream-assist bench live`: the same model isolated and inside the live server, per phase, side by side.
 
 Isolated: VisionModel.describe on changing frames in this process, called from the main thread (and, if
-asked, from a second thread, or through a ModelProcess, taking turns frame by frame), as `bench model`
-does. Live: `stream-assist serve` as its own process with an aiortc client streaming changing video, the
-phases read from its guidance messages. Prints medians per phase, the ratios to the first isolated row,
-and how often a guidance came.
+asked, from a second thread, or through a ModelProcess, one after the other), as `bench model` does.
+Live: `stream-assist serve` as its own process with an aiortc client streaming changing video, the phases
+read from its guidance messages. Prints medians per phase, the ratios to the first isolated row, and how
+often a guidance came.
 """
 
 from __future__ import annotations
@@ -44,31 +44,25 @@ def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median(r[k] for r in rows), 1) for k in PHASES} | {"n": len(rows)}
 
 
-def isolated(files: ModelFiles, config: ModelConfig, size: tuple[int, int], repeats: int,
-             modes: list[str]) -> dict[str, dict]:
-    """Medians per mode of repeats answers about alternating frames, after one warm-up answer each. The modes
-    take turns frame by frame, so a change in the machine's load falls on all of them alike."""
+def isolated(files: ModelFiles, config: ModelConfig, size: tuple[int, int], repeats: int, where: str) -> dict:
+    """Medians of repeats answers about alternating frames, after one warm-up answer. Each mode runs alone, its
+    model closed before the next loads: taking turns, an OpenMP team left spinning by one mode slowed another."""
     frame = test_frame(*size)
     frames = [frame[:, ::-1].copy() if i % 2 else frame for i in range(repeats + 1)]
     prompt = PromptSettings().text()
-    inline = VisionModel(files, config) if {"main", "thread"} & set(modes) else None  # one object, as the issue's
-    child = ModelProcess(files, config) if "child" in modes else None
+    model = ModelProcess(files, config) if where == "child" else VisionModel(files, config)
     second = ThreadPoolExecutor(max_workers=1)  # one long-lived thread, as the server's inference worker
-    calls = {"main": lambda rgb: inline.describe(rgb, prompt),
-             "thread": lambda rgb: second.submit(inline.describe, rgb, prompt).result(),
-             "child": lambda rgb: child.describe(rgb, prompt)}
-    rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    rows: list[dict[str, float]] = []
     try:
         for rgb in frames:
-            for mode in modes:
-                called = time.time()
-                rows[mode].append(_phases(calls[mode](rgb), called))
+            called = time.time()
+            gen = second.submit(model.describe, rgb, prompt).result() if where == "thread" else model.describe(
+                rgb, prompt)
+            rows.append(_phases(gen, called))
     finally:
         second.shutdown()
-        for model in (inline, child):
-            if model is not None:
-                model.close()
-    return {ISOLATED[m]: _medians(r[1:]) for m, r in rows.items()}
+        model.close()
+    return _medians(rows[1:])
 
 
 def _live_phases(msg: dict) -> dict[str, float]:
@@ -116,7 +110,7 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
 def run(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fps: float, seconds: float, repeats: int,
         modes: list[str], live_process: str) -> dict:
     route_llama_logs()  # as quiet as the server
-    rows = isolated(files, config, size, repeats, modes)
+    rows = {ISOLATED[m]: isolated(files, config, size, repeats, m) for m in modes}
     rows[f"live, model.process = {live_process}"] = asyncio.run(live(files, config, size, fps, seconds,
                                                                       live_process))
     return {"model": files.text.name, "mmproj": files.mmproj.name, "size": f"{size[0]}x{size[1]}", "fps": fps,
