@@ -36,10 +36,14 @@ def model_process(tiny_files: ModelFiles):
 
 
 def test_child_answers_as_the_inline_model_does_and_streams(model_process: ModelProcess,
-                                                            vision_model: VisionModel) -> None:
+                                                            tiny_files: ModelFiles) -> None:
     pieces: list[str] = []
     gen = model_process.describe(scene(), "What is in the picture?", pieces.append)
-    inline = vision_model.describe(scene(), "What is in the picture?")
+    fresh = VisionModel(tiny_files, small_config().model)  # the same first answer, with no prompt cache either side
+    try:
+        inline = fresh.describe(scene(), "What is in the picture?")
+    finally:
+        fresh.close()
     assert gen.text == inline.text and gen.completion_tokens == inline.completion_tokens  # temperature 0
     assert len(pieces) >= 1 and "".join(pieces).strip() == gen.text
     assert gen.phases_ms["encode"] > 0 and gen.image_encodes == 1
