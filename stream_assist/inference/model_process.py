@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HANG_GRACE_S = 2.0  # past model.timeout_s (which the child enforces itself), the child counts as hung
 FIRST_BACKOFF_S = 0.5  # the first restart waits this long, each further failure twice as long
+LOAD_TIMEOUT_S = 600.0  # far beyond any model load seen (seconds), short of never
 INITIAL_FRAME_BYTES = 1024 * 768 * 3  # the shared buffer grows when a larger frame comes
 
 
@@ -129,6 +130,11 @@ class ModelProcess:
                                    args=(theirs, self.files, self.config, logging.getLogger().getEffectiveLevel()))
         proc.start()
         theirs.close()
+        if not ours.poll(LOAD_TIMEOUT_S):  # a load stuck in llama.cpp must not hold the worker for ever
+            proc.kill()
+            proc.join()
+            ours.close()
+            raise ModelProcessError(f"the model process did not finish loading within {LOAD_TIMEOUT_S:g} s")
         try:
             kind, detail = ours.recv()
         except EOFError:
