@@ -11,6 +11,7 @@ from pathlib import Path
 from .bench import enhance as bench_enhance
 from .bench.random_model import SHAPES
 from .config import Config, ConfigError, load_config, validate
+from .inference.llama_log import LOG_FORMAT
 from .inference.model_source import VARIANTS, ModelFileError, ModelFiles
 
 log = logging.getLogger("stream_assist")
@@ -122,6 +123,19 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       help="run the model in this many llama_cpp.server processes (--threads each, default 1) and "
                            "reach them with the openai backend (needs llama-cpp-python[server])")
     load.add_argument("--json", action="store_true")
+    live = kinds.add_parser("live", help="the same model isolated and in the live server with a streaming client")
+    _model_choice(live)
+    live.add_argument("--size", default="640x480", help="WxH of the client's video and of the frames asked about")
+    live.add_argument("--fps", type=float, default=15.0)
+    live.add_argument("--seconds", type=float, default=30.0, help="live window after the first guidance")
+    live.add_argument("--repeats", type=int, default=3, help="isolated answers per mode (after one warm-up)")
+    live.add_argument("--max-tokens", type=int, default=48)
+    live.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
+    live.add_argument("--isolated", default="main", help="comma-separated: main, thread, child (where the "
+                      "isolated model is called from: main thread, a second thread, a model process)")
+    live.add_argument("--live-process", choices=("child", "inline"), default="child",
+                      help="model.process of the live server")
+    live.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
     soak.add_argument("--cycles", type=int, default=200)
@@ -200,6 +214,17 @@ def bench(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
                                args.json, args.endpoints)
+    if args.bench == "live":
+        from .bench import live as bench_live
+
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
+        config.model.timeout_s = 600.0  # a loaded machine must slow the figures, not end the run
+        modes = [m.strip() for m in args.isolated.split(",") if m.strip()]
+        if not set(modes) <= set(bench_live.ISOLATED):
+            raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
+        return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
+                               modes, args.live_process, args.json)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
@@ -289,9 +314,9 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
 def serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .inference.model_process import embedded_model
     from .inference.model_source import resolve
     from .inference.remote_model import RemoteModel
-    from .inference.vision_model import VisionModel
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
 
@@ -301,7 +326,7 @@ def serve(args: argparse.Namespace) -> int:
         model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
     else:
         files = resolve(config.model)
-        model, name = VisionModel(files, config.model), files.text.name
+        model, name = embedded_model(files, config.model), files.text.name
     worker = InferenceWorker(model)
     worker.start()
     state = ServerState(config, worker, name)
@@ -318,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     _enhance_parser(sub)
     _assistant_parsers(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:

@@ -46,6 +46,8 @@ class ModelConfig:
     cpu_extra_buffers: str = "auto"  # auto | on | off: weight repacking; auto turns it off where AMX is advertised
     timeout_s: float = 60.0  # an answer not done by then is abandoned (checked in the image encode and per token)
     slicing: str = "overview"  # overview: one image encode per frame | full: overview + tiles (more detail, slower)
+    process: str = "child"  # child: the embedded model in its own process (full speed, crash-proof) | inline: this one
+    max_restart_backoff_s: float = 30.0  # a crashed model process is restarted after 0.5 s, doubling up to this
 
 
 @dataclass
@@ -202,6 +204,8 @@ def validate(config: Config) -> Config:
         (config.model.cpu_extra_buffers in ("auto", "on", "off"), "model.cpu_extra_buffers must be auto, on or off"),
         (config.model.slicing in ("overview", "full"), "model.slicing must be overview or full"),
         (config.model.timeout_s > 0, "model.timeout_s must be positive"),
+        (config.model.process in ("child", "inline"), "model.process must be child or inline"),
+        (config.model.max_restart_backoff_s >= 0.5, "model.max_restart_backoff_s must be at least 0.5"),
         (bool(config.model.model_path) == bool(config.model.mmproj_path),
          "model.model_path and model.mmproj_path go together"),
         (0 < config.pipeline.sample_fps <= 120, "pipeline.sample_fps must be in (0, 120]"),

@@ -56,7 +56,8 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
         self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())],
-                               lambda: endpoints(self.worker.model))
+                               lambda: endpoints(self.worker.model),
+                               lambda: model_process(self.worker.model).get("model_process"))
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
         self.resume = ResumeRegistry(config.server.resume_s)
@@ -153,6 +154,12 @@ def endpoints(model: Any) -> list[dict]:
     return pool.snapshot() if pool is not None else []
 
 
+def model_process(model: Any) -> dict:
+    """The embedded model's own process (pid, alive, restarts) for /health, where it runs in one."""
+    report = getattr(model, "health", None)
+    return {"model_process": report()} if report is not None else {}
+
+
 async def health(request: web.Request) -> web.Response:
     state = request.app[APP_STATE]
     remote = endpoints(state.worker.model)
@@ -164,6 +171,7 @@ async def health(request: web.Request) -> web.Response:
         "worker_alive": state.worker.alive,
         "worker_restarts": state.worker.restarts,
         "worker_in_progress": state.worker.in_progress,
+        **model_process(state.worker.model),
         "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,

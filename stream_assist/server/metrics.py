@@ -57,15 +57,33 @@ class _Endpoints:
         yield from (up, busy, requests, failures)
 
 
+class _ModelProcess:
+    """Collector for the embedded model's own process: up, and restarts after it died or hung (none inline)."""
+
+    def __init__(self, report: Callable[[], dict | None]) -> None:
+        self._report = report
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        state = self._report()
+        if state is None:
+            return
+        yield GaugeMetricFamily("stream_assist_model_process_up", "1 while the model process runs",
+                                value=float(state["alive"]))
+        yield CounterMetricFamily("stream_assist_model_process_restarts",
+                                  "Model processes started after one died or hung", value=state["restarts"])
+
+
 class Metrics:
     """One registry per server, so several servers in one process (tests, benchmarks) stay apart."""
 
     def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]],
-                 endpoints: Callable[[], list[dict]] = list) -> None:
+                 endpoints: Callable[[], list[dict]] = list,
+                 model_process: Callable[[], dict | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.retired: Counter = Counter()
         self.registry.register(_SessionCounters(live_counters, self.retired))
         self.registry.register(_Endpoints(endpoints))
+        self.registry.register(_ModelProcess(model_process))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",
