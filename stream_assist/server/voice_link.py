@@ -4,19 +4,17 @@ shown (`heard`), and an accepted command is carried out as exactly its data-chan
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..config import VoiceConfig
+from ..config import Config, VoiceConfig
 from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
 from ..voice.listener import Listener, ListenerSettings
 from ..voice.recognisers import shared_recogniser
 from . import protocol
-
-if TYPE_CHECKING:
-    from .session import Session
 
 HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talking, what now, help, "
              "or 'my task is' and the task.")
@@ -36,10 +34,23 @@ def spoken_message(heard: Heard, task: str | None) -> str | None:
     return json.dumps({"type": heard.command})
 
 
+class VoiceSession(Protocol):
+    """What a voice link needs of its session (a Protocol, so the session imports this module and not the reverse)."""
+
+    pc: RTCPeerConnection
+    config: Config
+
+    def send(self, kind: str, **fields: object) -> None: ...
+
+    def apply(self, message: protocol.ClientMessage) -> None: ...
+
+    def person_speaking(self, on: bool) -> None: ...
+
+
 class VoiceLink:
     """One session's voice: created on its audio track (at the track event, before any packet), closed with it."""
 
-    def __init__(self, session: Session, track: MediaStreamTrack) -> None:
+    def __init__(self, session: VoiceSession, track: MediaStreamTrack) -> None:
         self.session = session
         self.track = track
         receiver = next((t.receiver for t in session.pc.getTransceivers() if t.receiver.track is track), None)
