@@ -65,13 +65,13 @@ def test_rate_limit_allows_bursts_then_the_sustained_rate() -> None:
 
 
 def test_task_messages() -> None:
-    from stream_assist.server.protocol import Back, Draft, Next, Repeat, WhatNow
+    from stream_assist.server.protocol import Draft, TaskCommand
 
     assert parse('{"type":"settings","card":"bicycle-puncture"}') == Settings(card="bicycle-puncture")
     assert parse('{"type":"settings","task":"Tea","steps":["Boil","Pour"]}') == Settings(task="Tea",
                                                                                        steps=("Boil", "Pour"))
-    assert [parse(json.dumps({"type": t})) for t in ("next", "back", "repeat", "what_now")] == [Next(), Back(),
-                                                                                              Repeat(), WhatNow()]
+    names = ("next", "back", "repeat", "what_now")
+    assert [parse(json.dumps({"type": t})) for t in names] == [TaskCommand(t) for t in names]
     assert parse('{"type":"draft","task":"change a fuse"}') == Draft("change a fuse")
     for bad in ('{"type":"settings","steps":"Boil"}', '{"type":"settings","steps":[1]}',
                 '{"type":"draft","task":" "}', '{"type":"settings","card":5}'):

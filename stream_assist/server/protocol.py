@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from ..inference.prompts import PRESET_NAMES
 
@@ -52,30 +52,11 @@ class Resume:
     pass
 
 
+@dataclass(frozen=True)
 class TaskCommand:
-    """The task assistant's commands (tapped or spoken): `name` is the message type."""
+    """One of the task assistant's commands (tapped or spoken): `name` is the message type, one of TASK_COMMANDS."""
 
-    name: ClassVar[str]
-
-
-@dataclass(frozen=True)
-class Next(TaskCommand):
-    name: ClassVar[str] = "next"
-
-
-@dataclass(frozen=True)
-class Back(TaskCommand):
-    name: ClassVar[str] = "back"
-
-
-@dataclass(frozen=True)
-class Repeat(TaskCommand):
-    name: ClassVar[str] = "repeat"
-
-
-@dataclass(frozen=True)
-class WhatNow(TaskCommand):
-    name: ClassVar[str] = "what_now"
+    name: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +66,7 @@ class Draft:
     task: str
 
 
-TASK_COMMANDS: dict[str, type[TaskCommand]] = {c.name: c for c in (Next, Back, Repeat, WhatNow)}
+TASK_COMMANDS = ("next", "back", "repeat", "what_now")
 MAX_STEPS_FIELD = 500  # a sanity bound on the wire; the configured limits (assistant.max_steps) are checked later
 
 
@@ -178,7 +159,7 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
         return Settings(preset, _text_field(data, "task", max_prompt_chars), prompt, _interval_field(data),
                         _steps_field(data), _text_field(data, "card", 64))
     if kind in TASK_COMMANDS:
-        return TASK_COMMANDS[kind]()
+        return TaskCommand(kind)
     if kind == "draft":
         task = _text_field(data, "task", max_prompt_chars)
         if not (task or "").strip():
