@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import gguf
@@ -32,6 +33,28 @@ def test_describe_runs_image_and_text_through_llama_cpp(vision_model: VisionMode
     assert {"encode", "image_prefill", "text_prefill", "first_token"} <= set(gen.phases_ms)
     # the image really went in: the prompt holds far more tokens than its text alone
     assert gen.prompt_tokens > len("Describe what is in view.")
+
+
+def test_a_second_caller_waits_for_the_first_answer(vision_model: VisionModel) -> None:
+    """One llama.cpp context used by two threads at once crashes the process (a server's worker and a direct caller
+    did in CI): describe lets one caller in at a time."""
+    first_piece, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        results["a"] = vision_model.describe(scene(), "Describe what is in view.",
+                                             on_text=lambda _: (first_piece.set(), release.wait(60)))
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_piece.wait(60), "the first answer produced no text"
+    b = threading.Thread(target=lambda: results.update(b=vision_model.describe(scene(), "What is this?")))
+    b.start()
+    assert vision_model._busy.locked() and b.is_alive()  # the second caller is held while the first one generates
+    release.set()
+    a.join(60)
+    b.join(60)
+    assert results["b"].started_at >= results["a"].done_at
 
 
 def test_image_comes_first_in_the_user_turn_after_the_instructions(vision_model: VisionModel) -> None:

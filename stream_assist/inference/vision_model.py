@@ -23,6 +23,7 @@ import ctypes
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -197,6 +198,7 @@ class VisionModel:
 
         self.files = files
         self.config = config
+        self._busy = threading.Lock()  # describe is for one thread at a time
         self.extra_buffers = use_extra_buffers(config.cpu_extra_buffers)
         self.threads = config.n_threads or os.cpu_count() or 1
         started = time.perf_counter()
@@ -412,7 +414,13 @@ class VisionModel:
 
     def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
                  via_jpeg: bool = False) -> Generation:
-        """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated."""
+        """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated. One caller at
+        a time: one llama.cpp context used from two threads at once crashes the process."""
+        with self._busy:
+            return self._describe(rgb, prompt, on_text, via_jpeg)
+
+    def _describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
+                  via_jpeg: bool) -> Generation:
         import llama_cpp
 
         llm = self._llm
