@@ -48,14 +48,18 @@ async def test_card_next_kill_restart_and_the_page_comes_back_at_step_2(tiny_fil
         async with open_page(base, chromium_path, viewport={"width": 400, "height": 860}) as page:
             await started(page)
             await page.click("#task-setup summary")
-            await page.wait_for_function(f"document.querySelector('#card option[value=\"{CARD}\"]') !== null")
+            await page.wait_for_function(f"document.querySelector('#card option[value=\"{CARD}\"]') !== null",
+                                         timeout=60_000)
             await page.select_option("#card", CARD)
             await page.click("#use-card")
-            await page.wait_for_function("document.getElementById('task-progress').textContent === '1 / 8'")
+            await page.wait_for_function("document.getElementById('task-progress').textContent === '1 / 8'",
+                                         timeout=60_000)
             await page.click("#task-next")
-            await page.wait_for_function("document.getElementById('task-progress').textContent === '2 / 8'")
+            await page.wait_for_function("document.getElementById('task-progress').textContent === '2 / 8'",
+                                         timeout=60_000)
             assert (await page.text_content("#task-current")).startswith(STEP_2)
-            await page.wait_for_function("window.__spoken.some(t => t.startsWith('Step 2 of 8'))")
+            await page.wait_for_function("window.__spoken.some(t => t.startsWith('Step 2 of 8'))",
+                                         timeout=60_000)
             spoken = await page.evaluate("window.__spoken")
             task_speech = spoken[next(i for i, t in enumerate(spoken) if t.startswith("Step 1 of 8")):]
             assert len(task_speech) == 2 and task_speech[1].startswith(f"Step 2 of 8: {STEP_2}")
