@@ -49,6 +49,7 @@ async def open_page(base: str, chromium: str, extra_args: tuple[str, ...] = (), 
         browser = await p.chromium.launch(executable_path=chromium, args=[*CHROMIUM_ARGS, *extra_args], headless=True)
         try:
             page = await browser.new_page(**page_options)
+            page.set_default_timeout(60_000)  # a loaded 2-core CI machine; a wait that names its own keeps it
             await page.add_init_script(SPEECH_SPY)
             await page.goto(base + "/")
             yield page
