@@ -34,6 +34,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+    p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
+                   "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
 
 
 def _model_choice(p: argparse.ArgumentParser) -> None:
@@ -249,6 +251,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.endpoint:
         config.model.backend = "openai"
         config.openai.endpoints = ",".join(args.endpoint)
+    if args.asr is not None:
+        config.voice.asr = args.asr
     return validate(config)
 
 
@@ -321,6 +325,10 @@ def serve(args: argparse.Namespace) -> int:
     from .server.app import ServerState, make_app
 
     config = apply_overrides(load_config(args.config), args)
+    if config.voice.enabled:
+        from .voice.whisper_source import local_asr
+
+        config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
     context = _ssl_context(args, config.server.host)
     if config.model.backend == "openai":
         model, name = RemoteModel(config.openai, config.model), config.openai.endpoints

@@ -1,0 +1,94 @@
+"""The whisper.cpp recogniser: the transcript matcher on whisper-style text, and a random-weight ggml model
+(written here, never downloaded) loaded through the product path and run on espeak-ng speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_assist.bench.random_whisper import write_random_whisper
+from stream_assist.cli import main
+from stream_assist.config import Config, ConfigError, validate
+from stream_assist.voice.commands import Rules, interpret
+from stream_assist.voice.recognisers import shared_recogniser
+from stream_assist.voice.transcript import normalise, task_text, transcript_words
+from stream_assist.voice.vad import Segmenter, Utterance
+from stream_assist.voice.whisper_source import WhisperModelError, local_asr, resolve_whisper
+
+from .voice_clips import clip
+
+
+def judge(text: str, speech_s: float = 0.6, confirming: bool = False):  # noqa: ANN201 - a Heard
+    """What the listener makes of a whisper transcript of speech_s seconds."""
+    return interpret(transcript_words([(0.0, speech_s, text)]), speech_s, confirming, Rules())
+
+
+@pytest.mark.parametrize(("text", "command"), [
+    ("pause", "pause"), ("Pause.", "pause"), (" Stop talking!", "quiet"), ("What now?", "what_now"),
+    ("Done.", "next"), ("[BLANK_AUDIO] Resume.", "resume"), ("Help...", "help")])
+def test_a_command_said_as_the_whole_utterance_is_taken(text: str, command: str) -> None:
+    heard = judge(text)
+    assert heard.accepted and heard.command == command
+
+
+@pytest.mark.parametrize("text", ["Please pause the video now.", "Pause it", "I'm done with the wheel.",
+                                  "Thank you.", "[BLANK_AUDIO]", "(music)", "Yes."])
+def test_anything_else_is_rejected_not_forced_into_a_command(text: str) -> None:
+    heard = judge(text)
+    assert not heard.accepted and heard.command is None
+    assert heard.text == normalise(text)  # the page shows what was heard
+
+
+def test_yes_only_while_confirming_and_the_task_keeps_whispers_text() -> None:
+    assert judge("Yes.", confirming=True).command == "yes"
+    heard = judge("My task is: fix the rear brake, then the gears.", speech_s=3.0)
+    assert heard.accepted and heard.command == "task"
+    assert task_text("My task is: fix the rear brake, then the gears.") == "fix the rear brake, then the gears."
+    assert task_text(" my task is [BLANK_AUDIO]") == ""
+
+
+@pytest.fixture(scope="module")
+def random_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("pywhispercpp", reason="the whisper extra (pip install stream-assist[whisper])")
+    return write_random_whisper(tmp_path_factory.mktemp("whisper") / "ggml-random.bin")
+
+
+def test_the_random_model_loads_through_the_product_path_and_hears_speech(random_whisper: Path,
+                                                                         tmp_path: Path) -> None:
+    config = Config()
+    config.voice.asr = f"whisper:{random_whisper}"
+    asr = local_asr(validate(config).voice.asr)
+    recogniser = shared_recogniser(asr)
+    assert shared_recogniser(asr) is recogniser  # loaded once per process
+    utterances = [u for u in Segmenter().feed(clip(tmp_path, "my task is to true the wheel").tobytes())
+                  if isinstance(u, Utterance)]
+    assert utterances
+    for u in utterances:
+        words = recogniser.commands(u.pcm, False)  # a random model's text is noise, but real text
+        assert all(w.text == normalise(w.text) and w.start_s <= w.end_s for w in words)
+        interpret(words, u.speech_s, False, Rules())
+        # the tail of the utterance just heard reuses its transcript, as the listener asks after "my task is"
+        assert recogniser.dictate(u.pcm[len(u.pcm) // 2:]) == recogniser.dictate(u.pcm)
+
+
+def test_a_missing_or_wrong_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WhisperModelError, match="not found"):
+        resolve_whisper(f"whisper:{tmp_path}/ggml-none.bin")
+    not_ggml = tmp_path / "ggml-fake.bin"
+    not_ggml.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(WhisperModelError, match="not a whisper.cpp ggml model"):
+        resolve_whisper(f"whisper:{not_ggml}")
+    with pytest.raises(WhisperModelError, match="model name"):
+        resolve_whisper("whisper:Base EN")
+    config = Config()
+    config.voice.asr = "whisper:"
+    with pytest.raises(ConfigError, match="voice.asr"):
+        validate(config)
+    assert local_asr("pocketsphinx") == "pocketsphinx"
+
+
+def test_serve_with_a_missing_whisper_model_exits_at_start(tmp_path: Path, capsys) -> None:
+    assert main(["serve", "--asr", f"whisper:{tmp_path}/ggml-base.en.bin", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "whisper model file not found" in err and len(err.strip().splitlines()) == 1
