@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream_assist.bench.random_whisper import write_random_whisper
+from stream_assist.bench.synthetic_client import connect
 from stream_assist.cli import main
 from stream_assist.config import Config, ConfigError, validate
 from stream_assist.voice.commands import Rules, interpret
@@ -16,7 +17,8 @@ from stream_assist.voice.transcript import normalise, task_text, transcript_word
 from stream_assist.voice.vad import Segmenter, Utterance
 from stream_assist.voice.whisper_source import WhisperModelError, local_asr, resolve_whisper
 
-from .voice_clips import clip
+from .conftest import keeps_streaming, running_server, small_config
+from .voice_clips import clip, to_48k
 
 
 def judge(text: str, speech_s: float = 0.6, confirming: bool = False):  # noqa: ANN201 - a Heard
@@ -70,6 +72,22 @@ def test_the_random_model_loads_through_the_product_path_and_hears_speech(random
         interpret(words, u.speech_s, False, Rules())
         # the tail of the utterance just heard reuses its transcript, as the listener asks after "my task is"
         assert recogniser.dictate(u.pcm[len(u.pcm) // 2:]) == recogniser.dictate(u.pcm)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_session_on_whisper_hears_and_keeps_streaming(vision_model, random_whisper: Path,  # noqa: ANN001
+                                                              tmp_path: Path) -> None:
+    config = small_config()
+    config.voice.asr = f"whisper:{random_whisper}"
+    async with running_server(vision_model, validate(config)) as (base, _state):
+        client = await connect(base, microphone=True)
+        try:
+            client.microphone.play(to_48k(clip(tmp_path, "pause")))
+            heard = await client.next_message("heard", timeout=60)  # recognised on the voice thread, sent back
+            assert heard["text"] == normalise(heard["text"])  # whisper's text, as the rules judged it
+            await keeps_streaming(client)
+        finally:
+            await client.close()
 
 
 def test_a_missing_or_wrong_model_is_a_clear_error(tmp_path: Path) -> None:
