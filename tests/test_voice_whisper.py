@@ -106,6 +106,14 @@ def test_a_missing_or_wrong_model_is_a_clear_error(tmp_path: Path) -> None:
     assert local_asr("pocketsphinx") == "pocketsphinx"
 
 
+def test_a_file_whisper_cpp_cannot_load_is_found_at_start_not_by_the_server(random_whisper: Path,
+                                                                            tmp_path: Path) -> None:
+    truncated = tmp_path / "ggml-truncated.bin"
+    truncated.write_bytes(random_whisper.read_bytes()[:3_000_000])  # right magic, tensors cut short
+    with pytest.raises(WhisperModelError, match="cannot load"):
+        local_asr(f"whisper:{truncated}")
+
+
 def test_serve_with_a_missing_whisper_model_exits_at_start(tmp_path: Path, capsys) -> None:
     assert main(["serve", "--asr", f"whisper:{tmp_path}/ggml-base.en.bin", "--port", "0"]) == 2
     err = capsys.readouterr().err
