@@ -25,17 +25,16 @@ MAX_TOKENS = 64  # more than a 6 s utterance says; bounds the decoding of loud n
 class WhisperCpp:
     """Commands and dictation from one whisper.cpp transcript of each utterance."""
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    def __init__(self, path: Path) -> None:
         from pywhispercpp.model import Model
 
         self._lock = threading.Lock()
         logging.getLogger("pywhispercpp").setLevel(logging.WARNING)  # it logs two INFO lines per utterance
-        options = {"n_threads": threads} if threads > 0 else {}
         # English (the commands are); one segment and no carried context, as each utterance stands alone; no
         # retries at higher temperatures (they cost up to 6 decodes on noise, and a doubtful command is rejected)
         self._model = Model(str(path), redirect_whispercpp_logs_to=None, print_progress=False,
                             print_realtime=False, language="en", single_segment=True, no_context=True,
-                            temperature_inc=0.0, max_tokens=MAX_TOKENS, **options)
+                            temperature_inc=0.0, max_tokens=MAX_TOKENS)
         self._last: tuple[bytes, str] = (b"", "")  # the last utterance and its transcript
 
     def _transcribe(self, pcm: bytes) -> list[tuple[float, float, str]]:
