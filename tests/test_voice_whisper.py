@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,13 @@ def test_serve_with_a_missing_whisper_model_exits_at_start(tmp_path: Path, capsy
     assert main(["serve", "--asr", f"whisper:{tmp_path}/ggml-base.en.bin", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "whisper model file not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_named_model_that_is_not_cached_offline_is_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}  # never a download in the tests
+    done = subprocess.run([sys.executable, "-m", "stream_assist", "serve", "--asr", "whisper:base.en", "--port", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "stream-assist: error: cannot reach the hub for ggerganov/whisper.cpp/ggml-base.en.bin and no copy is "
+        "cached; pass --asr whisper:/path/to/ggml-model.bin"]

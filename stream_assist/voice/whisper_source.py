@@ -68,11 +68,11 @@ def _download(name: str) -> Path:
     filename = f"ggml-{name}.bin"
     try:
         return Path(hf_hub_download(HUB_REPO, filename))  # offline, the cached copy if there is one
-    except EntryNotFoundError:
-        raise WhisperModelError(f"no {filename} in hub repo {HUB_REPO} (try base.en, small.en, tiny.en)") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # first: it is a kind of EntryNotFoundError
         raise WhisperModelError(f"cannot reach the hub for {HUB_REPO}/{filename} and no copy is cached; "
                                 "pass --asr whisper:/path/to/ggml-model.bin") from None
+    except EntryNotFoundError:
+        raise WhisperModelError(f"no {filename} in hub repo {HUB_REPO} (try base.en, small.en, tiny.en)") from None
 
 
 def resolve_whisper(asr: str) -> Path:
