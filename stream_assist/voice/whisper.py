@@ -6,6 +6,7 @@ voice thread like every recogniser; one model per process, calls serialised.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from pathlib import Path
@@ -36,6 +37,11 @@ class WhisperCpp:
                             print_realtime=False, language="en", single_segment=True, no_context=True,
                             temperature_inc=0.0, max_tokens=MAX_TOKENS)
         self._last: tuple[bytes, str] = (b"", "")  # the last utterance and its transcript
+        atexit.register(self._free)  # freed while pywhispercpp is still loaded, not in module teardown
+
+    def _free(self) -> None:
+        with self._lock:
+            self._model = None
 
     def _transcribe(self, pcm: bytes) -> list[tuple[float, float, str]]:
         samples = np.frombuffer(PAD + pcm + PAD, dtype=np.int16).astype(np.float32) / 32768.0
