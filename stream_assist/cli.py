@@ -34,6 +34,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+    p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
+                   "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
 
 
 def _model_choice(p: argparse.ArgumentParser) -> None:
@@ -155,6 +157,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     voice = kinds.add_parser("voice", help="hearing the person: command accuracy, false accepts, latency, CPU")
     _model_choice(voice)
     voice.add_argument("--repeats", type=int, default=10, help="spoken commands in the live part")
+    voice.add_argument("--asr", default="pocketsphinx", help="recogniser, as serve --asr; whisper:random is a "
+                       "random-weight whisper model made here (its text is noise: for the costs only)")
     voice.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
@@ -175,6 +179,17 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
     text, mmproj = write_pair(CACHE_DIR / "random-models", args.shape, quantized=args.shape != "tiny",
                               mmproj_precision=getattr(args, "mmproj_type", None))
     return ModelFiles(text, mmproj, f"random {args.shape}")
+
+
+def _bench_asr(asr: str) -> str:
+    """The recogniser to measure: whisper:random becomes a random-weight model written to the cache."""
+    if asr != "whisper:random":
+        from .voice.whisper_source import local_asr
+
+        return local_asr(asr)
+    from .bench.random_whisper import write_random_whisper
+
+    return f"whisper:{write_random_whisper(CACHE_DIR / 'random-models' / 'ggml-random-whisper.bin')}"
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -207,7 +222,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.bench == "voice":
         from .bench import voice as bench_voice
 
-        return bench_voice.main(files, args.repeats, args.json)
+        return bench_voice.main(files, args.repeats, args.json, _bench_asr(args.asr))
     if args.bench == "load":
         from .bench import load as bench_load
 
@@ -249,6 +264,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.endpoint:
         config.model.backend = "openai"
         config.openai.endpoints = ",".join(args.endpoint)
+    if args.asr is not None:
+        config.voice.asr = args.asr
     return validate(config)
 
 
@@ -321,6 +338,10 @@ def serve(args: argparse.Namespace) -> int:
     from .server.app import ServerState, make_app
 
     config = apply_overrides(load_config(args.config), args)
+    if config.voice.enabled:
+        from .voice.whisper_source import local_asr
+
+        config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
     context = _ssl_context(args, config.server.host)
     if config.model.backend == "openai":
         model, name = RemoteModel(config.openai, config.model), config.openai.endpoints

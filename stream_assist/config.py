@@ -120,7 +120,7 @@ class VoiceConfig:
     """Hearing the person over the page's microphone track (stream_assist/voice/)."""
 
     enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
-    asr: str = "pocketsphinx"  # the recogniser: pocketsphinx (offline, model in its wheel)
+    asr: str = "pocketsphinx"  # pocketsphinx (offline, model in its wheel) or whisper:<ggml name | path> (pip extra)
     vad_aggressiveness: int = 2  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
     end_silence_ms: int = 240  # an utterance ends after this much silence
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
@@ -247,7 +247,8 @@ def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
 
 def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
     return [
-        (voice.asr == "pocketsphinx", "voice.asr must be pocketsphinx"),
+        (voice.asr == "pocketsphinx" or (voice.asr.startswith("whisper:") and len(voice.asr) > len("whisper:")),
+         "voice.asr must be pocketsphinx or whisper:<model name or path>"),
         (0 <= voice.vad_aggressiveness <= 3, "voice.vad_aggressiveness must be 0..3"),
         (30 <= voice.end_silence_ms <= 3000, "voice.end_silence_ms must be 30..3000"),
         (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),

@@ -25,6 +25,7 @@ from ..voice.audio_in import to_pcm16k
 from ..voice.commands import PHRASES, Rules, interpret
 from ..voice.listener import Listener
 from ..voice.recognisers import shared_recogniser
+from ..voice.transcript import normalise
 from ..voice.vad import RATE, Segmenter, Utterance
 from .server_process import start_server_process
 from .speech import padded, pcm, speak_to_wav, with_noise
@@ -36,6 +37,8 @@ COMMANDS = [p for p in PHRASES if p != "my task is"]
 SENTENCES = ["the wheel is off the bike now", "I think this screw is too tight", "can you see the red cable",
              "where did I put the spanner", "let me check the manual first", "hold on a second",
              "this part looks a bit bent", "okay that went in fine"]
+TASKS = ["change the inner tube on the back wheel", "tighten the rear brake cable", "put the new chain on",
+         "replace the front light battery", "true the wheel"]
 
 
 def _pct(values: list[float]) -> dict:
@@ -51,7 +54,7 @@ def _speak(directory: Path, text: str, voice: str, speed: int) -> np.ndarray:
 
 def offline(directory: Path, settings: VoiceConfig) -> dict:
     """Accuracy and false accepts over the generated set, and CPU per second of audio."""
-    recogniser = shared_recogniser()
+    recogniser = shared_recogniser(settings.asr)
     rules = Rules(settings.min_coverage, settings.max_command_s)
     rows, cpu, audio_s = [], 0.0, 0.0
     for (voice, speed), snr in [(v, n) for v in VOICES for n in NOISE_DB]:
@@ -82,6 +85,44 @@ def offline(directory: Path, settings: VoiceConfig) -> dict:
     }
 
 
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length (punctuation and case ignored)."""
+    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+async def _dictate_once(speech: np.ndarray, asr: str) -> str | None:
+    """The task a listener proposes for a spoken "my task is …" (None: not heard as a task)."""
+    got: list[str | None] = []
+    heard = asyncio.Event()
+    listener = Listener(listener_settings(Config().voice), lambda: shared_recogniser(asr),
+                        lambda h, task: (got.append(task if h.command == "task" else None), heard.set()),
+                        lambda _state: None)
+    stream = np.concatenate([speech, np.zeros(RATE, np.int16)])
+    for at in range(0, len(stream), RATE // 4):  # 250 ms pieces: the listener's buffer holds 2 s
+        listener.feed(stream[at:at + RATE // 4].tobytes())
+    await asyncio.wait_for(heard.wait(), 60)
+    listener.close()
+    return got[0]
+
+
+async def dictation(directory: Path, asr: str) -> dict:
+    """Word error of the task proposed for "my task is …" (clean speech, every voice), through the listener."""
+    errors, missed = [], 0
+    for voice, speed in VOICES:
+        for task in TASKS:
+            proposed = await _dictate_once(padded(_speak(directory, f"my task is {task}", voice, speed)), asr)
+            missed += proposed is None
+            errors.append(word_error_rate(task, proposed or ""))
+    return {"utterances": len(errors), "word_error_rate": round(float(np.mean(errors)), 3),
+            "not_heard_as_a_task": missed}
+
+
 def silent_listening(seconds: float = 60.0) -> dict:
     """CPU of what a silent microphone costs: resampling 48 kHz frames and running the VAD on them."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -100,12 +141,12 @@ def _trimmed(samples: np.ndarray) -> np.ndarray:
     return samples[loud[0]:loud[-1] + 1]
 
 
-async def _listen_once(speech: np.ndarray, speaking: bool) -> dict[str, float]:
+async def _listen_once(speech: np.ndarray, speaking: bool, asr: str) -> dict[str, float]:
     """Feeds half a second of quiet, the speech, a second of quiet in 20 ms pieces at the microphone's pace;
     returns when each callback came, in seconds from the speech's onset."""
     seen: dict[str, float] = {}
     heard = asyncio.Event()
-    listener = Listener(listener_settings(Config().voice), shared_recogniser,
+    listener = Listener(listener_settings(Config().voice), lambda: shared_recogniser(asr),
                         lambda _h, _t: (seen.setdefault("heard", time.monotonic()), heard.set()),
                         lambda state: seen.setdefault(state, time.monotonic()))
     if speaking:
@@ -120,13 +161,13 @@ async def _listen_once(speech: np.ndarray, speaking: bool) -> dict[str, float]:
     return {k: v - start - 0.5 for k, v in seen.items()}
 
 
-async def listener_alone(directory: Path, repeats: int) -> dict:
+async def listener_alone(directory: Path, repeats: int, asr: str) -> dict:
     """The listener's own decision times, fed in real time in this process (no codec, network or model):
     speech onset → speech_start (page quiet, and page speaking: a barge-in) and end of speech → heard."""
     speech = _trimmed(_speak(directory, "pause", "en-us+f2", 160))
-    shared_recogniser()  # loaded before the clock starts
-    quiet = [await _listen_once(speech, False) for _ in range(repeats // 2)]
-    speaking = [await _listen_once(speech, True) for _ in range(repeats // 2)]
+    shared_recogniser(asr)  # loaded before the clock starts
+    quiet = [await _listen_once(speech, False, asr) for _ in range(repeats // 2)]
+    speaking = [await _listen_once(speech, True, asr) for _ in range(repeats // 2)]
     return {
         "onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in quiet]),
         "barge_in_onset_to_speech_start_ms": _pct([1000 * s["speech_start"] for s in speaking]),
@@ -146,10 +187,11 @@ async def _after(client: Client, kind: str, since: float, test=lambda m: True) -
             return 1000 * (time.monotonic() - since)
 
 
-async def live(files: ModelFiles, directory: Path, repeats: int) -> dict:
+async def live(files: ModelFiles, directory: Path, repeats: int, asr: str) -> dict:
     """Spoken pause / resume into a server process whose model is kept busy by the same client's video."""
     clips = {w: _to_mic(_trimmed(_speak(directory, w, "en-us+f2", 160))) for w in ("pause", "resume")}
-    proc, url = await start_server_process(None, "--model", str(files.text), "--mmproj", str(files.mmproj))
+    proc, url = await start_server_process(None, "--model", str(files.text), "--mmproj", str(files.mmproj),
+                                           "--asr", asr)
     applied, barge, heard_wrong = [], [], 0
     try:
         client = await connect(url, microphone=True)
@@ -182,22 +224,29 @@ async def live(files: ModelFiles, directory: Path, repeats: int) -> dict:
             "barge_in_onset_to_speech_start_ms": _pct(barge)}
 
 
-def main(files: ModelFiles, repeats: int, as_json: bool) -> int:
+def main(files: ModelFiles, repeats: int, as_json: bool, asr: str = "pocketsphinx") -> int:
+    settings = Config().voice
+    settings.asr = asr
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        result = {"offline": offline(directory, Config().voice), "silent": silent_listening(),
-                  "listener": asyncio.run(listener_alone(directory, repeats)),
-                  "live": asyncio.run(live(files, directory, repeats)), "model": files.text.name}
+        result = {"asr": asr, "offline": offline(directory, settings), "silent": silent_listening(),
+                  "dictation": asyncio.run(dictation(directory, asr)),
+                  "listener": asyncio.run(listener_alone(directory, repeats, asr)),
+                  "live": asyncio.run(live(files, directory, repeats, asr)), "model": files.text.name}
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
     o, lv = result["offline"], result["live"]
+    d = result["dictation"]
+    print(f"recogniser {asr}")
     print(f"generated set: {o['utterances']} utterances ({len(VOICES)} voices/speeds × {len(NOISE_DB)} noise levels)")
     print(f"command accuracy      {o['command_accuracy']:.1%}  by SNR dB {o['command_accuracy_by_snr_db']}")
     print(f"wrong command         {o['wrong_command_rate']:.1%}   false accepts on sentences "
           f"{o['false_accepts_on_sentences']:.1%}")
     print(f"CPU per audio second  {o['cpu_ms_per_audio_s']} ms; listening to silence "
           f"{result['silent']['percent_of_one_core']} % of one core")
+    print(f"dictated task         word error {d['word_error_rate']:.1%} over {d['utterances']} "
+          f"(not heard as a task: {d['not_heard_as_a_task']})")
     for key, value in result["listener"].items():
         print(f"listener alone: {key} {value}")
     print(f"model {result['model']} busy: end of speech → applied {lv['end_of_speech_to_applied_ms']}, "

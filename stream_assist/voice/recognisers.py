@@ -66,9 +66,15 @@ _shared_lock = threading.Lock()
 
 def shared_recogniser(name: str = "pocketsphinx") -> Recogniser:
     """The process's one recogniser of that kind (start-up ~0.3 s, so made once, on first use)."""
-    if name != "pocketsphinx":
-        raise ValueError(f"unknown recogniser {name!r} (known: pocketsphinx)")
+    if name != "pocketsphinx" and not name.startswith("whisper:"):
+        raise ValueError(f"unknown recogniser {name!r} (known: pocketsphinx, whisper:<model>)")
     with _shared_lock:
         if name not in _shared:
-            _shared[name] = PocketSphinx()
+            _shared[name] = PocketSphinx() if name == "pocketsphinx" else _whisper(name)
         return _shared[name]
+
+
+def _whisper(asr: str) -> Recogniser:
+    from .whisper import load_whisper  # pywhispercpp is an optional extra: imported only when asked for
+
+    return load_whisper(asr)
