@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ModelConfig
+from ..model_file import check_magic
 
 
 class ModelFileError(ValueError):
@@ -45,18 +46,7 @@ class ModelFiles:
 
 def check_gguf(path: Path, role: str) -> Path:
     """Returns path if it is a readable GGUF file; otherwise raises a one-line ModelFileError."""
-    if not path.exists():
-        raise ModelFileError(f"{role} file not found: {path}")
-    if not path.is_file():
-        raise ModelFileError(f"{role} path is not a file: {path}")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise ModelFileError(f"{role} file cannot be read: {path} ({e.strerror})") from None
-    if magic != b"GGUF":
-        raise ModelFileError(f"{role} file is not a GGUF model: {path}")
-    return path
+    return check_magic(path, b"GGUF", role, "a GGUF model", ModelFileError)
 
 
 def _pick(available: list[str], prefs: tuple[str, ...], repo: str) -> str:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..model_file import check_magic
+
 PREFIX = "whisper:"
 HUB_REPO = "ggerganov/whisper.cpp"
 GGML_MAGIC = 0x67676D6C.to_bytes(4, "little")
@@ -49,16 +51,7 @@ def local_asr(asr: str) -> str:
 
 def check_ggml(path: Path) -> Path:
     """Returns path if it is a readable whisper.cpp ggml file; otherwise raises a one-line WhisperModelError."""
-    if not path.is_file():
-        raise WhisperModelError(f"whisper model file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise WhisperModelError(f"whisper model file cannot be read: {path} ({e.strerror})") from None
-    if magic != GGML_MAGIC:
-        raise WhisperModelError(f"whisper model file is not a whisper.cpp ggml model: {path}")
-    return path
+    return check_magic(path, GGML_MAGIC, "whisper model", "a whisper.cpp ggml model", WhisperModelError)
 
 
 def _download(name: str) -> Path:
