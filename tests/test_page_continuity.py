@@ -38,6 +38,18 @@ async def live_session(page, state):  # noqa: ANN001, ANN201 - playwright Page, 
     return state.sessions[await page.evaluate("window.streamAssist.session")]
 
 
+async def back_after(page, state, cut: float, what: str):  # noqa: ANN001, ANN201 - playwright Page, ServerState
+    """Waits for the page's first reconnect after a cut made at `cut` (time.monotonic()), prints how long it took, and
+    returns the new session and the page's record of the reconnect."""
+    await page.wait_for_function("window.streamAssist.reconnects.length === 1", timeout=60_000)
+    back_s = time.monotonic() - cut
+    again = await live_session(page, state)
+    reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
+    print(f"\nreconnect after {what}: {back_s * 1000:.0f} ms from the cut to status ready "
+          f"({reconnect['ms']:.0f} ms from the page noticing, {reconnect['attempts']} attempt)")
+    return again, reconnect
+
+
 async def test_a_cut_connection_comes_back_without_a_tap_to_the_same_settings(server, chromium_path: str) -> None:
     base, state = server
     errors: list[str] = []
@@ -55,12 +67,7 @@ async def test_a_cut_connection_comes_back_without_a_tap_to_the_same_settings(se
 
         cut = time.monotonic()
         await session.pc.close()  # the network drops: the page is not told, it sees its connection end
-        await page.wait_for_function("window.streamAssist.reconnects.length === 1", timeout=60_000)
-        back_s = time.monotonic() - cut
-        again = await live_session(page, state)
-        reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
-        print(f"\nreconnect after a cut: {back_s * 1000:.0f} ms from the cut to status ready "
-              f"({reconnect['ms']:.0f} ms from the page noticing, {reconnect['attempts']} attempt)")
+        again, reconnect = await back_after(page, state, cut, "a cut")
         assert again.id != session.id and again.resumed and again.state is kept
         assert reconnect["resumed"] is True
         assert (await page.input_value("#preset"), await page.input_value("#task")) == ("next_step", TASK)
@@ -107,12 +114,7 @@ async def test_a_silent_drop_is_noticed_by_the_heartbeat_and_the_page_comes_back
         ice = session.pc.getTransceivers()[0].receiver.transport.transport
         for protocol in ice._connection._protocols:  # the server's UDP sockets go away without a word
             protocol.transport.close()
-        await page.wait_for_function("window.streamAssist.reconnects.length === 1", timeout=60_000)
-        back_s = time.monotonic() - cut
-        again = await live_session(page, state)
-        reconnect = (await page.evaluate("window.streamAssist.reconnects"))[0]
-        print(f"\nreconnect after a silent drop: {back_s * 1000:.0f} ms from the cut to status ready "
-              f"({reconnect['ms']:.0f} ms from the page noticing)")
+        again, reconnect = await back_after(page, state, cut, "a silent drop")
         assert again.id != session.id and again.state is session.state and reconnect["resumed"] is True
         assert session.closed.is_set()  # the dead session was replaced, not left to time out
         await page.click("#start")
