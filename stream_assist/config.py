@@ -121,8 +121,8 @@ class VoiceConfig:
 
     enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
     asr: str = "pocketsphinx"  # pocketsphinx (offline, model in its wheel) or whisper:<ggml name | path> (pip extra)
-    vad_aggressiveness: int = 2  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
-    end_silence_ms: int = 240  # an utterance ends after this much silence
+    vad_aggressiveness: int = 3  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
+    end_silence_ms: int = 180  # an utterance ends after this much silence
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
     max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
     min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command

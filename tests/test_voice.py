@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from stream_assist.server.voice_link import spoken_message
 from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
 from stream_assist.voice.echo import EchoGuard
 from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
-from stream_assist.voice.recognisers import shared_recogniser
+from stream_assist.voice.recognisers import PocketSphinx, shared_recogniser
 from stream_assist.voice.vad import RATE, Segmenter, SpeechStarted, Utterance
 
 from .voice_clips import SENTENCES, VOICES, clip
@@ -44,9 +45,10 @@ def test_commands_are_mostly_heard_and_rarely_taken_for_another(clips: Path) -> 
             if accepted and accepted != [PHRASES[phrase]]:
                 wrong.append((voice, speed, phrase, accepted))
     total = len(VOICES) * len(COMMANDS)
-    # espeak's robotic voices are hard for pocketsphinx's acoustic model; `bench voice` reports the rates. The
-    # known confusion is a short "help" heard as "done".
-    assert right >= 0.6 * total and len(wrong) <= 2, (right, wrong)
+    # espeak's robotic voices are hard for pocketsphinx's acoustic model; `bench voice` reports the rates.
+    # Measured: 28 of 30 right, both misses taken for another command (en-us "next" as "what now", "back" as
+    # "next"); the decoder's results move by a command between runs, hence one of margin each way
+    assert right >= 0.85 * total and len(wrong) <= 3, (right, wrong)
 
 
 def test_ordinary_sentences_are_rejected(clips: Path) -> None:
@@ -187,3 +189,17 @@ async def test_my_task_is_becomes_a_proposal_that_yes_confirms(clips: Path) -> N
 def test_speech_in_another_language_is_rejected(clips: Path, voice: str, sentence: str) -> None:
     heard = hear(clip(clips, sentence, voice, 150))
     assert heard and not any(h.accepted for h in heard)
+
+
+def test_a_grammar_path_far_below_the_phone_loop_is_no_command(clips: Path) -> None:
+    # the grammar forces "okay that went in fine" into "quiet"; a free phone loop scores that audio far better
+    # (-2700 per second against a command's -800..-1300 here), so it is rejected; "what now" said passes
+    def utterance(text: str) -> Utterance:
+        samples = clip(clips, text, "en-us", 150)
+        return next(e for e in Segmenter().feed(samples.tobytes()) if isinstance(e, Utterance))
+
+    sentence, command = utterance("okay that went in fine"), utterance("what now")
+    assert [w.text for w in PocketSphinx(min_confidence=-math.inf).commands(sentence.pcm, False)] == ["quiet"]
+    checked = PocketSphinx()
+    assert checked.commands(sentence.pcm, False) == [] and checked.last_confidence < checked.min_confidence
+    assert [w.text for w in checked.commands(command.pcm, False)] == ["what", "now"]

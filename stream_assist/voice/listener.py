@@ -38,8 +38,8 @@ def voice_executor() -> Executor:
 
 @dataclass(frozen=True)
 class ListenerSettings:
-    aggressiveness: int = 2
-    end_silence_ms: int = 240
+    aggressiveness: int = 3
+    end_silence_ms: int = 180
     max_utterance_s: float = 6.0
     barge_in_ms: int = 150
     echo_window_s: float = 3.0

@@ -41,7 +41,7 @@ Event = SpeechStarted | Utterance
 class Segmenter:
     """Feed PCM of any length; get the events it completes. Memory is bounded by max_utterance_s."""
 
-    def __init__(self, aggressiveness: int = 2, end_silence_ms: int = 240, max_utterance_s: float = 6.0) -> None:
+    def __init__(self, aggressiveness: int = 3, end_silence_ms: int = 180, max_utterance_s: float = 6.0) -> None:
         self.vad = webrtcvad.Vad(aggressiveness)
         self.end_frames = max(1, end_silence_ms // FRAME_MS)
         self.max_frames = int(max_utterance_s * 1000 / FRAME_MS)
