@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +30,19 @@ if (window.speechSynthesis) {
 """
 
 
+def silent_microphone() -> str:
+    """A WAV of silence for Chromium's fake microphone: its default is a beep that the listener may take for a
+    command (a beep heard as "back" once moved a task a step back mid-test). Voice tests give their own speech."""
+    path = SCREENSHOTS.parent / "stream-assist-silence.wav"
+    if not path.exists():
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(b"\0\0" * 16000)
+    return str(path)
+
+
 def norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
@@ -46,6 +60,8 @@ async def open_page(base: str, chromium: str, extra_args: tuple[str, ...] = (), 
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
+        if not any(a.startswith("--use-file-for-fake-audio-capture") for a in extra_args):
+            extra_args = (*extra_args, f"--use-file-for-fake-audio-capture={silent_microphone()}")
         browser = await p.chromium.launch(executable_path=chromium, args=[*CHROMIUM_ARGS, *extra_args], headless=True)
         try:
             page = await browser.new_page(**page_options)
