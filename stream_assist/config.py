@@ -126,6 +126,7 @@ class VoiceConfig:
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
     max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
     min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command
+    max_s_per_phone: float = 0.12  # nor is speech longer than 0.4 s + this per phone of the command heard
     barge_in_ms: int = 150  # while the page speaks, this much of the person's speech stops it
     echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice
 
@@ -254,6 +255,7 @@ def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
         (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),
         (0 < voice.max_command_s <= voice.max_utterance_s, "voice.max_command_s must be in (0, max_utterance_s]"),
         (0 <= voice.min_coverage <= 1, "voice.min_coverage must be 0..1"),
+        (0 < voice.max_s_per_phone <= 1, "voice.max_s_per_phone must be in (0, 1]"),
         (0 <= voice.barge_in_ms <= 3000, "voice.barge_in_ms must be 0..3000"),
         (voice.echo_window_s >= 0, "voice.echo_window_s must not be negative"),
     ]

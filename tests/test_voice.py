@@ -15,7 +15,7 @@ from stream_assist.server.voice_link import spoken_message
 from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
 from stream_assist.voice.echo import EchoGuard
 from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
-from stream_assist.voice.recognisers import PocketSphinx, shared_recogniser
+from stream_assist.voice.recognisers import PAD_SAMPLES, PocketSphinx, room_tone, shared_recogniser
 from stream_assist.voice.vad import RATE, Segmenter, SpeechStarted, Utterance
 
 from .voice_clips import SENTENCES, VOICES, clip
@@ -67,6 +67,34 @@ def test_rejection_rule() -> None:
     assert interpret([Word("yes", 0, 0.4)], 0.4, False, rules).reason == "not a command"  # only while confirming
     assert interpret([Word("yes", 0, 0.4)], 0.4, True, rules).command == "yes"
     assert interpret([], 0.4, False, rules).reason == "not understood"
+
+
+def test_speech_too_long_for_the_phones_heard_is_no_command() -> None:
+    rules = Rules(max_s_per_phone=0.12)
+    back = [Word("back", 0.1, 0.6, phones=3)]  # 0.4 s + 3 × 0.12 s: up to 0.76 s of speech
+    assert interpret(back, 0.7, False, rules).command == "back"
+    assert "too long for 'back'" in interpret(back, 0.9, False, rules).reason
+    assert interpret([Word("back", 0.1, 1.2)], 1.2, False, rules).command == "back"  # no phones known: not judged
+
+
+def test_my_task_is_counts_only_said_as_one_phrase_at_the_start() -> None:
+    def words(my: float, task: float, is_: float) -> list[Word]:
+        return [Word("my", my, my + 0.12), Word("task", task, task + 0.35), Word("is", is_, is_ + 0.15)]
+
+    assert interpret(words(0.2, 0.32, 0.67), 2.0, False, Rules()).command == "task"
+    assert interpret(words(0.2, 0.6, 0.95), 2.0, False, Rules()).reason == "not 'my task is' said as one phrase"
+    assert interpret(words(0.6, 0.72, 1.07), 2.0, False, Rules()).reason == "not 'my task is' said as one phrase"
+
+
+def test_padding_is_the_utterances_own_quietest_sound() -> None:
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 50, RATE).astype(np.int16)
+    speech = hiss.copy()
+    speech[RATE // 4:3 * RATE // 4] += rng.normal(0, 5000, RATE // 2).astype(np.int16)  # loud middle half
+    pad = np.frombuffer(room_tone(speech.tobytes()), np.int16)
+    assert len(pad) == PAD_SAMPLES
+    assert np.std(pad) == pytest.approx(50, rel=0.2)  # the hiss, not the speech and not digital silence
+    assert room_tone(b"") == bytes(2 * PAD_SAMPLES)
 
 
 def test_segmenter_finds_one_utterance_with_its_speech_span(clips: Path) -> None:

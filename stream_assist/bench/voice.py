@@ -55,7 +55,7 @@ def _speak(directory: Path, text: str, voice: str, speed: int) -> np.ndarray:
 def offline(directory: Path, settings: VoiceConfig) -> dict:
     """Accuracy and false accepts over the generated set, and CPU per second of audio."""
     recogniser = shared_recogniser(settings.asr)
-    rules = Rules(settings.min_coverage, settings.max_command_s)
+    rules = Rules(settings.min_coverage, settings.max_command_s, settings.max_s_per_phone)
     rows, cpu, audio_s = [], 0.0, 0.0
     for (voice, speed), snr in [(v, n) for v in VOICES for n in NOISE_DB]:
         for text in COMMANDS + SENTENCES:

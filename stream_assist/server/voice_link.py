@@ -22,7 +22,7 @@ HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talk
 
 def listener_settings(voice: VoiceConfig) -> ListenerSettings:
     return ListenerSettings(voice.vad_aggressiveness, voice.end_silence_ms, voice.max_utterance_s, voice.barge_in_ms,
-                            voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s))
+                            voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s, voice.max_s_per_phone))
 
 
 def spoken_message(heard: Heard, task: str | None) -> str | None:

@@ -11,10 +11,13 @@ import re
 import threading
 from typing import Protocol
 
+import numpy as np
+
 from .commands import Word, jsgf
 
 RATE = 16000
-PAD = bytes(RATE)  # 0.5 s of silence either side: grammar mode loses words at the very edges without it
+PAD_SAMPLES = RATE // 5  # 0.2 s of the room either side: grammar mode loses words at the very edges without it
+FRAME = RATE * 30 // 1000
 FILLERS = ("<s>", "</s>", "<sil>", "[NOISE]", "++", "(NULL)")  # (NULL): grammar nodes without a word
 ALTERNATE = re.compile(r"\(\d+\)$")  # "repeat(2)": the dictionary's second pronunciation of "repeat"
 LOG_BASE = math.log(1.0001)  # pocketsphinx's log base: Hypothesis.score comes back as base ** log-score
@@ -27,6 +30,19 @@ class Recogniser(Protocol):
 
     def dictate(self, pcm: bytes) -> str:
         """Free text for 16 kHz s16 mono speech."""
+
+
+def room_tone(pcm: bytes) -> bytes:
+    """PAD_SAMPLES of the utterance's own quietest quarter (30 ms frames, tiled): padding with digital silence
+    put a step between the pad and a noisy room that the noise tracker and mean normalisation took for
+    speech (commands right at 10 dB speech-to-noise: 68 → 80 % on `bench voice`'s set)."""
+    samples = np.frombuffer(pcm, np.int16)
+    frames = samples[:len(samples) // FRAME * FRAME].reshape(-1, FRAME)
+    if len(frames) == 0:
+        return bytes(2 * PAD_SAMPLES)
+    energy = np.einsum("ij,ij->i", frames.astype(np.float32), frames.astype(np.float32))
+    quiet = frames[np.sort(np.argsort(energy)[:max(1, len(frames) // 4)])].ravel()
+    return np.resize(quiet, PAD_SAMPLES).tobytes()
 
 
 class PocketSphinx:
@@ -47,9 +63,10 @@ class PocketSphinx:
         self.last_confidence: float | None = None  # of the last commands() result, for `bench voice`'s log
 
     def _decode(self, search: str, pcm: bytes):  # noqa: ANN202 - the decoder, after the utterance
+        pad = room_tone(pcm)
         self._decoder.activate_search(search)
         self._decoder.start_utt()
-        self._decoder.process_raw(PAD + pcm + PAD, full_utt=True)
+        self._decoder.process_raw(pad + pcm + pad, full_utt=True)
         self._decoder.end_utt()
         return self._decoder
 
@@ -60,13 +77,17 @@ class PocketSphinx:
             self.last_confidence = None
             if hyp is None:
                 return []
-            frame_s = 1.0 / decoder.config["frate"]
+            frame_s, pad_s = 1.0 / decoder.config["frate"], PAD_SAMPLES / RATE
             segments = list(decoder.seg())
             self.last_confidence = self._confidence(hyp.score, pcm)
             if self.last_confidence < self.min_confidence:
                 return []
-            return [Word(ALTERNATE.sub("", s.word), s.start_frame * frame_s - 0.5, (s.end_frame + 1) * frame_s - 0.5)
+            return [Word(ALTERNATE.sub("", s.word), s.start_frame * frame_s - pad_s,
+                         (s.end_frame + 1) * frame_s - pad_s, self._phones(s.word))
                     for s in segments if not s.word.startswith(FILLERS)]
+
+    def _phones(self, word: str) -> int:
+        return len((self._decoder.lookup_word(word) or "").split())
 
     def _confidence(self, grammar_score: float, pcm: bytes) -> float:
         """How far the grammar's path scores below a free phone loop on the same audio, per second: a command
