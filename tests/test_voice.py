@@ -16,7 +16,7 @@ from stream_assist.voice.commands import PHRASES, Rules, Word, interpret
 from stream_assist.voice.echo import EchoGuard
 from stream_assist.voice.listener import Listener, ListenerSettings, voice_executor
 from stream_assist.voice.recognisers import PAD_SAMPLES, PocketSphinx, room_tone, shared_recogniser
-from stream_assist.voice.vad import RATE, Segmenter, SpeechStarted, Utterance
+from stream_assist.voice.vad import RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
 
 from .voice_clips import SENTENCES, VOICES, clip
 
@@ -100,8 +100,11 @@ def test_padding_is_the_utterances_own_quietest_sound() -> None:
 def test_segmenter_finds_one_utterance_with_its_speech_span(clips: Path) -> None:
     samples = clip(clips, "stop talking")
     events = Segmenter(end_silence_ms=240).feed(samples.tobytes())
+    paused = [e.utterance for e in events if isinstance(e, SpeechPaused)]
+    events = [e for e in events if not isinstance(e, SpeechPaused)]
     assert [type(e) for e in events] == [SpeechStarted, Utterance]
     start, utterance = events
+    assert paused[-1] == utterance  # the pause before the end already carried the very utterance it ends with
     loud = np.flatnonzero(np.abs(samples) > 300) / RATE
     # webrtcvad: onset within ~40 ms, offset within ~105 ms (its own hangover), plus one 30 ms frame
     assert abs(start.at_s - loud[0]) < 0.1 and abs(utterance.end_s - loud[-1]) < 0.15
@@ -137,7 +140,8 @@ def test_echo_guard_drops_what_the_page_said_and_only_that() -> None:
     assert guard.is_echo("next", now=13.0) and not guard.is_echo("next", now=14.5)
 
 
-async def run_listener(samples: np.ndarray, settings: ListenerSettings, speaking_text: str | None = None) -> list:
+async def run_listener(samples: np.ndarray, settings: ListenerSettings, speaking_text: str | None = None,
+                       recogniser=shared_recogniser) -> list:  # noqa: ANN001
     """Feeds a clip through a listener in 20 ms pieces; returns what it posted, in order."""
     posted: list = []
     done = asyncio.Event()
@@ -146,7 +150,7 @@ async def run_listener(samples: np.ndarray, settings: ListenerSettings, speaking
         posted.append(("heard", heard, task))
         done.set()
 
-    listener = Listener(settings, shared_recogniser, on_heard, lambda state: posted.append(("voice", state)))
+    listener = Listener(settings, recogniser, on_heard, lambda state: posted.append(("voice", state)))
     if speaking_text is not None:
         listener.echo.speaking(True, speaking_text)
     for i in range(0, len(samples), 320):
@@ -160,6 +164,19 @@ async def test_listener_hears_a_command_and_announces_speech(clips: Path) -> Non
     posted = await run_listener(clip(clips, "pause"), ListenerSettings())
     assert [p[:2] if p[0] == "voice" else (p[0], p[1].command) for p in posted] == [
         ("voice", "speech_start"), ("voice", "speech_end"), ("heard", "pause")]
+
+
+async def test_a_command_is_recognised_once_while_the_end_of_speech_is_awaited(clips: Path) -> None:
+    calls: list[int] = []
+
+    class Counting:
+        def commands(self, pcm: bytes, confirming: bool) -> list[Word]:
+            calls.append(len(pcm))
+            return shared_recogniser().commands(pcm, confirming)
+
+    posted = await run_listener(clip(clips, "pause"), ListenerSettings(), recogniser=Counting)
+    assert posted[-1][1].command == "pause"
+    assert len(calls) == len(set(calls))  # each PCM recognised once: the end reused what the last pause found
 
 
 async def test_while_the_page_speaks_its_own_words_are_dropped_but_the_person_barges_in(clips: Path) -> None:

@@ -13,6 +13,7 @@ FRAME_MS = 30
 FRAME_BYTES = RATE * FRAME_MS // 1000 * 2  # s16 mono
 START_FRAMES, START_VOICED = 6, 4  # speech starts when 4 of the last 6 frames (180 ms) are voiced
 PRE_PAD_FRAMES = 10  # 300 ms kept before the start, so the first phoneme is not lost
+KEEP_FRAMES = 2  # 60 ms kept after the last voiced frame
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,15 @@ class Utterance:
         return self.end_s - self.start_s
 
 
-Event = SpeechStarted | Utterance
+@dataclass(frozen=True)
+class SpeechPaused:
+    """60 ms of silence after speech: `utterance` is the one that ends here if the silence lasts, so it can be
+    recognised while the end is awaited (the same PCM the final Utterance carries)."""
+
+    utterance: Utterance
+
+
+Event = SpeechStarted | SpeechPaused | Utterance
 
 
 class Segmenter:
@@ -92,17 +101,22 @@ class Segmenter:
                 self.state = "idle"
             return None
         self._speech.append(frame)
+        if silent_for == KEEP_FRAMES and self.end_frames > KEEP_FRAMES:
+            return SpeechPaused(self._utterance(b"".join(self._speech)))
         if silent_for >= self.end_frames:
             self.state = "idle"
-            tail = len(self._speech) - (silent_for - 2 if silent_for > 2 else 0)  # keep 60 ms after the last voice
+            tail = len(self._speech) - max(0, silent_for - KEEP_FRAMES)
             pcm, self._speech = b"".join(self._speech[:tail]), []
-            return Utterance(pcm, self._seconds(self._start - 1), self._seconds(self._last_voiced),
-                             self._pre_pad * FRAME_MS / 1000)
+            return self._utterance(pcm)
         if len(self._speech) > self.max_frames:
             self.state, self._speech = "discarding", []
             self.cut += 1
             return Utterance(b"", self._seconds(self._start - 1), self._seconds(self._frame), 0.0, cut=True)
         return None
+
+    def _utterance(self, pcm: bytes) -> Utterance:
+        return Utterance(pcm, self._seconds(self._start - 1), self._seconds(self._last_voiced),
+                         self._pre_pad * FRAME_MS / 1000)
 
     @staticmethod
     def _seconds(frames: int) -> float:
