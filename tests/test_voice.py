@@ -130,6 +130,16 @@ def test_loud_noise_and_silence_cost_no_recognition() -> None:
     assert all(e.cut for e in events if isinstance(e, Utterance))  # noise is never handed to the recogniser whole
 
 
+@pytest.mark.parametrize(("hz", "seconds"), [(440, 0.1), (1000, 0.2), (2000, 0.4)])
+def test_beeps_are_never_a_command(hz: int, seconds: float) -> None:
+    # a steady tone (Chromium's fake microphone beeps like this) once stepped a task back in a CI run
+    t = np.arange(int(RATE * seconds)) / RATE
+    beep = np.zeros(RATE, np.int16)
+    beep[:len(t)] = 8000 * np.sin(2 * np.pi * hz * t)
+    heard = hear(np.tile(beep, 4))
+    assert heard and not any(h.accepted for h in heard)
+
+
 def test_echo_guard_drops_what_the_page_said_and_only_that() -> None:
     guard = EchoGuard(window_s=3.0)
     guard.speaking(True, "Next, loosen the axle nut.", now=10.0)
