@@ -23,7 +23,7 @@ def speak_to_wav(text: str, path: Path, voice: str = "en-us", speed: int = 150) 
     raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True,
                    capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True,
+    subprocess.run(["sox", "-R", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True,
                    capture_output=True)
     raw.unlink()
     return path
