@@ -53,6 +53,19 @@ async def test_spoken_pause_and_resume_change_the_status_and_a_sentence_changes_
         await client.close()
 
 
+async def test_a_known_task_said_by_name_starts_its_card_after_yes(server, clips: Path) -> None:
+    base, _state = server
+    client = await connect(base, microphone=True)
+    try:
+        heard = await say(client, clips, "my task is replace a wall light switch")
+        assert (heard["command"], heard["task"]) == ("task", "replace a wall light switch")  # the title, exactly
+        assert (await say(client, clips, "yes"))["command"] == "yes"
+        task = await client.next_message("task", timeout=60)
+        assert task["name"] == "wall-light-switch" and task["step"] == 0 and len(task["steps"]) > 2
+    finally:
+        await client.close()
+
+
 async def test_a_monologue_is_dropped_calmly_and_another_session_is_unaffected(server, clips: Path) -> None:
     base, state = server
     bystander = await connect(base)

@@ -4,16 +4,20 @@ shown (`heard`), and an accepted command is carried out as exactly its data-chan
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Protocol
 
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..config import Config, VoiceConfig
+from ..assistant.cards import Card, list_cards
+from ..assistant.places import card_dirs, limits
+from ..config import AssistantConfig, Config, VoiceConfig
 from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
 from ..voice.listener import Listener, ListenerSettings
 from ..voice.recognisers import shared_recogniser
+from ..voice.transcript import normalise
 from . import protocol
 
 HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talking, what now, help, "
@@ -25,11 +29,20 @@ def listener_settings(voice: VoiceConfig) -> ListenerSettings:
                             voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s, voice.max_s_per_phone))
 
 
-def spoken_message(heard: Heard, task: str | None) -> str | None:
-    """The data-channel message text a heard command stands for (None: nothing to carry out)."""
+def known_tasks(config: AssistantConfig) -> dict[str, str]:
+    """The task cards a person can name by voice: normalised title → card name."""
+    return {normalise(c.title): c.name for c in list_cards(card_dirs(config), limits(config)) if isinstance(c, Card)}
+
+
+def spoken_message(heard: Heard, task: str | None, cards: Mapping[str, str] | None = None) -> str | None:
+    """The data-channel message text a heard command stands for (None: nothing to carry out). A confirmed task
+    that is a known card's title starts that card, as picking it on the page does."""
     if not heard.accepted or heard.command in ("task", "no"):
         return None  # a dictated task is a proposal until "yes"
     if heard.command == "yes":
+        card = (cards or {}).get(normalise(task or ""))
+        if card is not None:
+            return json.dumps({"type": "settings", "card": card})
         return json.dumps({"type": "settings", "task": task}) if task else None
     return json.dumps({"type": heard.command})
 
@@ -57,7 +70,9 @@ class VoiceLink:
         if receiver is not None:
             use_packet_jitter_buffer(receiver)
         voice = session.config.voice
-        self.listener = Listener(listener_settings(voice), lambda: shared_recogniser(voice.asr), self._heard,
+        self.cards = known_tasks(session.config.assistant) if voice.enabled else {}
+        tasks = tuple(sorted(self.cards))
+        self.listener = Listener(listener_settings(voice), lambda: shared_recogniser(voice.asr, tasks), self._heard,
                                  self._voice) if voice.enabled else None
 
     async def listen(self) -> None:
@@ -79,7 +94,7 @@ class VoiceLink:
     def _heard(self, heard: Heard, task: str | None) -> None:
         self.session.send("heard", text=heard.text, command=heard.command, accepted=heard.accepted,
                           reason=heard.reason, **({"task": task} if heard.command == "task" else {}))
-        raw = spoken_message(heard, task)
+        raw = spoken_message(heard, task, self.cards)
         if raw is None:
             return
         channel = self.session.config.channel

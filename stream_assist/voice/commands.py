@@ -47,7 +47,11 @@ class Heard:
 
 def jsgf(confirming: bool) -> str:
     """The JSGF grammar; yes / no only while a spoken task waits for confirmation (fewer words, fewer confusions)."""
-    phrases = [*PHRASES, *(CONFIRM if confirming else ())]
+    return one_of([*PHRASES, *(CONFIRM if confirming else ())])
+
+
+def one_of(phrases: list[str]) -> str:
+    """A JSGF grammar that matches exactly one of the phrases (lower-case words in the recogniser's dictionary)."""
     return ("#JSGF V1.0;\ngrammar commands;\npublic <command> = ( "
             + " | ".join(f"( {p} )" for p in phrases) + " );\n")
 

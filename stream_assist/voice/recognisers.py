@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
-from .commands import Word, jsgf
+from .commands import Word, jsgf, one_of
 
 RATE = 16000
 PAD_SAMPLES = RATE // 5  # 0.2 s of the room either side: grammar mode loses words at the very edges without it
@@ -22,6 +23,9 @@ FILLERS = ("<s>", "</s>", "<sil>", "[NOISE]", "++", "(NULL)")  # (NULL): grammar
 ALTERNATE = re.compile(r"\(\d+\)$")  # "repeat(2)": the dictionary's second pronunciation of "repeat"
 LOG_BASE = math.log(1.0001)  # pocketsphinx's log base: Hypothesis.score comes back as base ** log-score
 MIN_CONFIDENCE = -2500.0  # grammar minus phone-loop log score per second of audio (_confidence); `bench voice`
+# a known task's title, the same way: titles said scored -170..-1630 on `bench voice`'s voices, other tasks forced
+# into a title -2070 and below
+TASK_MIN_CONFIDENCE = -2000.0
 
 
 class Recogniser(Protocol):
@@ -29,7 +33,7 @@ class Recogniser(Protocol):
         """The grammar's best words for 16 kHz s16 mono speech (times within pcm), or none."""
 
     def dictate(self, pcm: bytes) -> str:
-        """Free text for 16 kHz s16 mono speech."""
+        """The task said in 16 kHz s16 mono speech: a known task's title, or free text."""
 
 
 def room_tone(pcm: bytes) -> bytes:
@@ -46,9 +50,11 @@ def room_tone(pcm: bytes) -> bytes:
 
 
 class PocketSphinx:
-    """One decoder with three searches, shared by every session; calls are serialised (the voice thread is one)."""
+    """One decoder with its searches, shared by every session; calls are serialised (the voice thread is one).
+    `tasks`: the titles of known task cards (normalised), heard as a grammar before falling back to dictation."""
 
-    def __init__(self, min_confidence: float = MIN_CONFIDENCE, **decoder_options: object) -> None:
+    def __init__(self, min_confidence: float = MIN_CONFIDENCE, tasks: Sequence[str] = (),
+                 **decoder_options: object) -> None:
         from pocketsphinx import Decoder
 
         self._lock = threading.Lock()
@@ -59,6 +65,10 @@ class PocketSphinx:
         self._decoder.add_jsgf_string("commands", jsgf(False))
         self._decoder.add_jsgf_string("confirming", jsgf(True))
         self._decoder.add_allphone_file("phones", None)  # any phone sequence: the best the audio can score
+        # a title with a word outside the dictionary cannot be a grammar path: it is left to dictation
+        self.tasks = [t for t in tasks if t and all(self._decoder.lookup_word(w) for w in t.split())]
+        if self.tasks:
+            self._decoder.add_jsgf_string("tasks", one_of(self.tasks))
         self.min_confidence = min_confidence
         self.last_confidence: float | None = None  # of the last commands() result, for `bench voice`'s log
 
@@ -99,23 +109,31 @@ class PocketSphinx:
         return (math.log(grammar_score) - math.log(phones.score)) / LOG_BASE / max(seconds, 0.1)
 
     def dictate(self, pcm: bytes) -> str:
+        """A known task's title when one was said (free dictation of this model is ~65 % word error; a grammar of
+        titles hears them exactly), else the dictation."""
         with self._lock:
+            if self.tasks:
+                hyp = self._decode("tasks", pcm).hyp()
+                if hyp is not None and self._confidence(hyp.score, pcm) >= TASK_MIN_CONFIDENCE:
+                    return hyp.hypstr
             hyp = self._decode(self._dictation, pcm).hyp()
             return hyp.hypstr if hyp is not None else ""
 
 
-_shared: dict[str, Recogniser] = {}
+_shared: dict[tuple[str, tuple[str, ...]], Recogniser] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_recogniser(name: str = "pocketsphinx") -> Recogniser:
-    """The process's one recogniser of that kind (start-up ~0.3 s, so made once, on first use)."""
+def shared_recogniser(name: str = "pocketsphinx", tasks: tuple[str, ...] = ()) -> Recogniser:
+    """The process's one recogniser of that kind and known tasks (start-up ~0.3 s, so made once, on first use).
+    whisper hears any task as it is said, so only pocketsphinx takes the titles."""
     if name != "pocketsphinx" and not name.startswith("whisper:"):
         raise ValueError(f"unknown recogniser {name!r} (known: pocketsphinx, whisper:<model>)")
+    key = (name, tasks if name == "pocketsphinx" else ())
     with _shared_lock:
-        if name not in _shared:
-            _shared[name] = PocketSphinx() if name == "pocketsphinx" else _whisper(name)
-        return _shared[name]
+        if key not in _shared:
+            _shared[key] = PocketSphinx(tasks=tasks) if name == "pocketsphinx" else _whisper(name)
+        return _shared[key]
 
 
 def _whisper(asr: str) -> Recogniser:
