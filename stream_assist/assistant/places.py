@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..config import AssistantConfig
-from .cards import SHIPPED_DIR, Limits
+from .cards import SHIPPED_DIR, Card, Limits, list_cards
 from .journal import Journal
 
 
@@ -29,6 +29,11 @@ def data_dir(config: AssistantConfig) -> Path:
 
 def limits(config: AssistantConfig) -> Limits:
     return Limits(config.max_steps, config.max_step_chars)
+
+
+def usable_cards(config: AssistantConfig) -> list[Card]:
+    """The cards a person can pick (on the page or by voice): broken ones are left out."""
+    return [c for c in list_cards(card_dirs(config), limits(config)) if isinstance(c, Card)]
 
 
 def journal_for(config: AssistantConfig) -> Journal:

@@ -21,9 +21,8 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..assistant.cards import Card, list_cards
 from ..assistant.history import past_sessions
-from ..assistant.places import card_dirs, journal_for, limits
+from ..assistant.places import journal_for, usable_cards
 from ..config import Config
 from ..enhance.kernels import warm_up
 from ..inference.hardware import apply_hardware_defaults
@@ -246,7 +245,7 @@ async def history(request: web.Request) -> web.Response:
 async def task_cards(request: web.Request) -> web.Response:
     """The task cards the page can pick (name, title, step count); broken ones are left out."""
     config = request.app[APP_STATE].config.assistant
-    cards = [c for c in list_cards(card_dirs(config), limits(config)) if isinstance(c, Card)]
+    cards = usable_cards(config)
     return web.json_response({"cards": [{"name": c.name, "title": c.title, "steps": len(c.steps)} for c in cards]})
 
 

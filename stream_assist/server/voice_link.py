@@ -10,8 +10,7 @@ from typing import Protocol
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from ..assistant.cards import Card, list_cards
-from ..assistant.places import card_dirs, limits
+from ..assistant.places import usable_cards
 from ..config import AssistantConfig, Config, VoiceConfig
 from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
@@ -31,7 +30,7 @@ def listener_settings(voice: VoiceConfig) -> ListenerSettings:
 
 def known_tasks(config: AssistantConfig) -> dict[str, str]:
     """The task cards a person can name by voice: normalised title → card name."""
-    return {normalise(c.title): c.name for c in list_cards(card_dirs(config), limits(config)) if isinstance(c, Card)}
+    return {normalise(c.title): c.name for c in usable_cards(config)}
 
 
 def spoken_message(heard: Heard, task: str | None, cards: Mapping[str, str] | None = None) -> str | None:
