@@ -49,6 +49,12 @@ def room_tone(pcm: bytes) -> bytes:
     return np.resize(quiet, PAD_SAMPLES).tobytes()
 
 
+def padded(pcm: bytes) -> bytes:
+    """The utterance with its room tone either side: made once per utterance, for every search run over it."""
+    pad = room_tone(pcm)
+    return pad + pcm + pad
+
+
 class PocketSphinx:
     """One decoder with its searches, shared by every session; calls are serialised (the voice thread is one).
     `tasks`: the titles of known task cards (normalised), heard as a grammar before falling back to dictation."""
@@ -72,24 +78,25 @@ class PocketSphinx:
         self.min_confidence = min_confidence
         self.last_confidence: float | None = None  # of the last commands() result, for `bench voice`'s log
 
-    def _decode(self, search: str, pcm: bytes):  # noqa: ANN202 - the decoder, after the utterance
-        pad = room_tone(pcm)
+    def _decode(self, search: str, audio: bytes):  # noqa: ANN202 - the decoder, after the utterance
+        """Runs one search over `audio` (an utterance already padded with its room tone)."""
         self._decoder.activate_search(search)
         self._decoder.start_utt()
-        self._decoder.process_raw(pad + pcm + pad, full_utt=True)
+        self._decoder.process_raw(audio, full_utt=True)
         self._decoder.end_utt()
         return self._decoder
 
     def commands(self, pcm: bytes, confirming: bool) -> list[Word]:
+        audio = padded(pcm)
         with self._lock:
-            decoder = self._decode("confirming" if confirming else "commands", pcm)
+            decoder = self._decode("confirming" if confirming else "commands", audio)
             hyp = decoder.hyp()
             self.last_confidence = None
             if hyp is None:
                 return []
             frame_s, pad_s = 1.0 / decoder.config["frate"], PAD_SAMPLES / RATE
             segments = list(decoder.seg())
-            self.last_confidence = self._confidence(hyp.score, pcm)
+            self.last_confidence = self._confidence(hyp.score, audio)
             if self.last_confidence < self.min_confidence:
                 return []
             return [Word(ALTERNATE.sub("", s.word), s.start_frame * frame_s - pad_s,
@@ -99,24 +106,26 @@ class PocketSphinx:
     def _phones(self, word: str) -> int:
         return len((self._decoder.lookup_word(word) or "").split())
 
-    def _confidence(self, grammar_score: float, pcm: bytes) -> float:
-        """How far the grammar's path scores below a free phone loop on the same audio, per second: a command
-        said scores near the loop, a sentence forced into a command far below (the grammar has no way out)."""
-        phones = self._decode("phones", pcm).hyp()
+    def _confidence(self, grammar_score: float, audio: bytes) -> float:
+        """How far the grammar's path scores below a free phone loop on the same (padded) audio, per second of
+        the utterance: a command said scores near the loop, a sentence forced into a command far below (the
+        grammar has no way out)."""
+        phones = self._decode("phones", audio).hyp()
         if phones is None or grammar_score <= 0 or phones.score <= 0:
             return -math.inf
-        seconds = len(pcm) / 2 / RATE
+        seconds = (len(audio) / 2 - 2 * PAD_SAMPLES) / RATE
         return (math.log(grammar_score) - math.log(phones.score)) / LOG_BASE / max(seconds, 0.1)
 
     def dictate(self, pcm: bytes) -> str:
         """A known task's title when one was said (free dictation of this model is ~65 % word error; a grammar of
         titles hears them exactly), else the dictation."""
+        audio = padded(pcm)
         with self._lock:
             if self.tasks:
-                hyp = self._decode("tasks", pcm).hyp()
-                if hyp is not None and self._confidence(hyp.score, pcm) >= TASK_MIN_CONFIDENCE:
+                hyp = self._decode("tasks", audio).hyp()
+                if hyp is not None and self._confidence(hyp.score, audio) >= TASK_MIN_CONFIDENCE:
                     return hyp.hypstr
-            hyp = self._decode(self._dictation, pcm).hyp()
+            hyp = self._decode(self._dictation, audio).hyp()
             return hyp.hypstr if hyp is not None else ""
 
 
