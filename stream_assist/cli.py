@@ -144,13 +144,16 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--json", action="store_true")
     enh = kinds.add_parser("enhance", help="enhancement: our Numba kernels vs OpenCV vs the NumPy reference")
     bench_enhance.add_arguments(enh)
-    assist = kinds.add_parser("assist", help="task assistant: our speech policy vs saying every new answer; "
-                                             "journal durability under SIGKILL")
+    assist = kinds.add_parser("assist", help="task assistant: step tracking rules and our speech policy vs saying "
+                                             "every new answer; journal durability under SIGKILL")
     assist.add_argument("--error", type=float, action="append", help="describer error rate (repeatable; "
                                                                        "default 0 and 0.2)")
     assist.add_argument("--tasks", type=int, default=30, help="scripted tasks per error rate")
-    assist.add_argument("--period", type=float, default=0.5, help="seconds between model answers")
-    assist.add_argument("--done-frames", type=int, default=2, help="answers in a row that advance a step")
+    assist.add_argument("--period", type=float, action="append", help="seconds between model answers "
+                                                                       "(repeatable; default 0.1 and 2)")
+    assist.add_argument("--done-frames", type=int, default=2, help="the streak rule: answers in a row that advance")
+    assist.add_argument("--describer-error", type=float, help="the evidence rule's assumed error rate")
+    assist.add_argument("--advance-odds", type=float, help="the evidence rule's odds for an advance")
     assist.add_argument("--kills", type=int, default=20, help="SIGKILLs of a journal writer")
     assist.add_argument("--seed", type=int, default=1)
     assist.add_argument("--json", action="store_true")
@@ -203,8 +206,12 @@ def bench(args: argparse.Namespace) -> int:
     if args.bench == "assist":
         from .bench import assist as bench_assist
 
-        return bench_assist.main(args.error or [0.0, 0.2], args.tasks, args.period, args.done_frames, args.kills,
-                                 args.seed, args.json)
+        assistant = config.assistant
+        assistant.done_frames = args.done_frames
+        assistant.describer_error = args.describer_error or assistant.describer_error
+        assistant.advance_odds = args.advance_odds or assistant.advance_odds
+        return bench_assist.main(args.error or [0.0, 0.2], args.tasks, args.period or [0.1, 2.0], assistant,
+                                 args.kills, args.seed, args.json)
     if args.bench == "projector":
         config.model.n_threads = args.threads
         directory = CACHE_DIR / "random-models"

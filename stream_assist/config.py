@@ -108,7 +108,13 @@ class AssistantConfig:
     data_dir: str = ""  # task journals; empty: $XDG_DATA_HOME/stream-assist (~/.local/share/stream-assist)
     max_steps: int = 50  # a task with more steps is refused
     max_step_chars: int = 300  # a longer step (or title, done_when, caution) is refused
-    done_frames: int = 2  # the model must report a step done on this many answers in a row to advance it
+    advance_rule: str = "evidence"  # evidence: answers weighed and added up (evidence.py); streak: done_frames in a row
+    done_frames: int = 2  # the streak rule: the model must report a step done on this many answers in a row
+    describer_error: float = 0.03  # how often a verdict the model is sure of is wrong: the most one answer is worth
+    advance_odds: float = 12.0  # a step advances once the answers favour done by these odds (bounds false advances)
+    independent_s: float = 1.0  # answers closer together than this count as partly the same look (evidence scaled)
+    one_step_verdict: bool = True  # read a task frame's verdict from the first token's probabilities, not an answer
+    verdict_min_mass: float = 0.5  # the answer words must get this much probability together, or the answer is written
     min_gap_s: float = 4.0  # least time between two utterances the person did not ask for
     stall_nudge_s: float = 90.0  # a step unchanged and nothing said this long: one spoken nudge
     journal_max_age_days: float = 30.0  # older journals are removed
@@ -239,6 +245,11 @@ def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
         (1 <= config.max_steps <= 500, "assistant.max_steps must be 1..500"),
         (20 <= config.max_step_chars <= 2000, "assistant.max_step_chars must be 20..2000"),
         (1 <= config.done_frames <= 20, "assistant.done_frames must be 1..20"),
+        (config.advance_rule in ("evidence", "streak"), "assistant.advance_rule must be evidence or streak"),
+        (0.0 < config.describer_error < 0.5, "assistant.describer_error must be above 0 and below 0.5"),
+        (1.0 < config.advance_odds <= 1e6, "assistant.advance_odds must be above 1 (and at most 1e6)"),
+        (0.0 < config.independent_s <= 60.0, "assistant.independent_s must be above 0 and at most 60"),
+        (0.0 <= config.verdict_min_mass <= 1.0, "assistant.verdict_min_mass must be 0..1"),
         (config.min_gap_s >= 0, "assistant.min_gap_s must not be negative"),
         (config.stall_nudge_s > 0, "assistant.stall_nudge_s must be positive"),
         (config.journal_max_age_days > 0, "assistant.journal_max_age_days must be positive"),

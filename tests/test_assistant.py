@@ -107,9 +107,9 @@ def test_question_names_task_step_and_done_and_replies_are_read() -> None:
                                                                                         "Read the manual"]
 
 
-def test_tracker_needs_k_done_answers_in_a_row_and_warns_once() -> None:
+def test_streak_rule_needs_k_done_answers_in_a_row_and_warns_once() -> None:
     card = typed_card("t", ["a", "b", "c", "d"], LIMITS)
-    tracker = Tracker(card, done_frames=3)
+    tracker = Tracker(card, done_frames=3, rule="streak")
     done, no = Reading("done"), Reading("not_done")
     for reading in (done, done, no, done, done):
         assert tracker.observe(reading, 0.0) is None
@@ -181,7 +181,8 @@ def test_journal_restores_the_step_for_the_same_token_only(config: AssistantConf
     live.command("next")
     live.command("next")
     again = LiveTask(config, token)
-    assert again.progress() == {"step": 2, "steps": 8, "task_title": "Assemble a flat-pack bookcase"}
+    assert again.progress() == {"step": 2, "steps": 8, "task_title": "Assemble a flat-pack bookcase",
+                                "confidence": 0.0}
     assert LiveTask(config, "someone-else-0123456789").progress()["steps"] == 0
     assert token not in "".join(p.name for p in Journal(Path(config.data_dir)).files())  # hashed names
 
@@ -247,12 +248,13 @@ def test_a_warning_soon_after_speech_is_shown_not_said_and_a_caution_warns_once(
         {"instruction": "Mark the line"}, {"instruction": "Saw", "caution": "keep fingers clear"}]}, LIMITS)
     live.set_card(card)
     live.command("next")  # said at t0
-    early = scripted(live, clock, ["HAZARD: a hand near the blade"], every_s=1.0)
-    assert early[0]["about"] == "warning" and early[0]["reason"] == "min_gap" and not early[0]["speak"]
+    early = scripted(live, clock, ["HAZARD: a hand near the blade"] * 2, every_s=1.0)  # evidence: two answers
+    assert early[0]["about"] == "answer" and not early[0]["speak"]
+    assert early[1]["about"] == "warning" and early[1]["reason"] == "min_gap" and not early[1]["speak"]
     clock.now += 10
     assert spoken(scripted(live, clock, ["HAZARD"] * 3)) == []  # once per step and cause, even if it was only shown
     live.command("back")
     live.command("next")
     clock.now += 10
     later = scripted(live, clock, ["HAZARD", "HAZARD"])
-    assert spoken(later) == ["Careful: keep fingers clear"] and later[0]["reason"] == "warning"
+    assert spoken(later) == ["Careful: keep fingers clear"] and later[1]["reason"] == "warning"

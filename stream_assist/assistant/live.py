@@ -15,7 +15,7 @@ from ..config import AssistantConfig
 from .cards import Card, find_card, typed_card
 from .places import card_dirs, journal_for, limits
 from .policy import Decision, naive_decision
-from .questions import draft_question, frame_question, parse_draft, parse_reply
+from .questions import VERDICT_WORDS, draft_question, frame_question, parse_draft, read_answer
 from .state import TaskState, replay
 from .tracker import Event, Tracker
 
@@ -41,8 +41,14 @@ class LiveTask:
         if state is None:
             state = TaskState()
             state.policy.min_gap_s, state.policy.stall_s = config.min_gap_s, config.stall_nudge_s
-            replay(self.journal.read(resume_token), state, config.done_frames)
+            replay(self.journal.read(resume_token), state, self.new_tracker)
         self.state = state
+
+    def new_tracker(self, card: Card, started_at: float) -> Tracker:
+        """A tracker for a card with the configured rule and its parameters."""
+        c = self.config
+        return Tracker(card, c.done_frames, c.advance_rule, c.describer_error, c.advance_odds, c.independent_s,
+                       step_started_at=started_at)
 
     # --- what the model is asked -------------------------------------------------------------------
 
@@ -54,6 +60,12 @@ class LiveTask:
         if tracker is None or tracker.finished:
             return None
         return frame_question(tracker.card, tracker.step)
+
+    def verdict_words(self) -> tuple[tuple[str, int], ...] | None:
+        """The answer words of this frame's question, when its verdict is read from one step (not for drafts)."""
+        if self.state.draft_for or self.question() is None or not self.config.one_step_verdict:
+            return None
+        return VERDICT_WORDS
 
     # --- client messages ---------------------------------------------------------------------------
 
@@ -68,7 +80,7 @@ class LiveTask:
     def set_card(self, card: Card) -> list[Message]:
         now = self.clock()
         self.state.draft_for = ""
-        self.state.tracker = Tracker(card, self.config.done_frames, step_started_at=now)
+        self.state.tracker = self.new_tracker(card, now)
         self._record("task", **card.as_dict())
         self._record("step", step=0, by="task")
         return [self.task_message(), self._guidance(self._decide(self.state.tracker.go_to(0, now, "next"), now))]
@@ -103,8 +115,9 @@ class LiveTask:
 
     # --- model answers -----------------------------------------------------------------------------
 
-    def on_answer(self, prompt: str, answer: str) -> list[Message]:
-        """One model answer: a guidance with its decision, or (for a draft) the drafted steps."""
+    def on_answer(self, prompt: str, answer: str, verdict: dict[str, float] | None = None) -> list[Message]:
+        """One model answer (with its verdict's word probabilities, if read in one step): a guidance with its
+        decision, or (for a draft) the drafted steps."""
         now = self.clock()
         if self.state.draft_for and prompt == draft_question(self.state.draft_for):
             task, self.state.draft_for = self.state.draft_for, ""
@@ -124,7 +137,7 @@ class LiveTask:
                 self.last_answer = answer
             return [self._guidance(decision, answer)]
         before = tracker.step
-        event = tracker.observe(parse_reply(answer, tracker.card, tracker.step), now)
+        event = tracker.observe(read_answer(answer, verdict or {}, tracker.card, tracker.step), now)
         if tracker.step != before:
             self._record("step", step=tracker.step, by="model")
         elif event is None and self.state.policy.stalled(tracker.step_started_at, now):
@@ -147,11 +160,13 @@ class LiveTask:
         return ("guidance", fields)
 
     def progress(self) -> dict[str, Any]:
-        """`step` (0-based), `steps` (count) and `task_title`: in every status and guidance."""
+        """`step` (0-based), `steps` (count), `task_title` and `confidence` (how far the evidence that the step is
+        done has come towards advancing it, 0..1): in every status and guidance."""
         tracker = self.state.tracker
         if tracker is None:
-            return {"step": 0, "steps": 0, "task_title": ""}
-        return {"step": tracker.step, "steps": len(tracker.card.steps), "task_title": tracker.card.title}
+            return {"step": 0, "steps": 0, "task_title": "", "confidence": 0.0}
+        return {"step": tracker.step, "steps": len(tracker.card.steps), "task_title": tracker.card.title,
+                "confidence": round(tracker.confidence, 3)}
 
     def task_message(self) -> Message:
         card = self.state.card

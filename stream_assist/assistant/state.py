@@ -3,6 +3,7 @@ carried across reconnects as-is, and rebuilt from the journal after a restart.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,12 @@ def card_from_event(record: dict[str, Any]) -> Card | None:
         return None
 
 
-def replay(events: list[dict[str, Any]], state: TaskState, done_frames: int) -> TaskState:
-    """Rebuilds the task and step from journal events (the last `task`, then its `step` events)."""
+def replay(events: list[dict[str, Any]], state: TaskState, new_tracker: Callable[[Card, float], Tracker]) -> TaskState:
+    """Rebuilds the task and step from journal events (the last `task`, then its `step` events); new_tracker makes
+    the tracker for a card with the settings in force."""
     for record in events:
         if record["event"] == "task" and (card := card_from_event(record)) is not None:
-            state.tracker = Tracker(card, done_frames, step_started_at=float(record.get("t", 0.0)))
+            state.tracker = new_tracker(card, float(record.get("t", 0.0)))
         elif record["event"] == "step" and state.tracker is not None and isinstance(record.get("step"), int):
             state.tracker.step = max(0, min(record["step"], len(state.tracker.card.steps)))
             state.tracker.step_started_at = float(record.get("t", 0.0))

@@ -25,6 +25,7 @@ import numpy as np
 from ..config import ModelConfig
 from .llama_log import LOG_FORMAT, build_info, route_llama_logs, uses_openmp
 from .model_source import ModelFileError, ModelFiles
+from .verdict import Choices
 from .vision_model import Generation, VisionModel
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class _Request:
     frames: str  # the shared-memory buffer's name (it changes when the buffer grows)
     shape: tuple[int, int, int]
     prompt: str
+    choices: Choices | None = None
 
 
 _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "TimeoutError": TimeoutError}
@@ -53,7 +55,8 @@ def _answer(model: VisionModel, conn: Connection, frames: SharedMemory, request:
     """Runs one describe on a view of the shared frame, streaming pieces; any error goes back as a message."""
     rgb = np.ndarray(request.shape, np.uint8, frames.buf)
     try:
-        conn.send(("done", model.describe(rgb, request.prompt, lambda piece: conn.send(("text", piece)))))
+        conn.send(("done", model.describe(rgb, request.prompt, lambda piece: conn.send(("text", piece)),
+                                            choices=request.choices)))
     except Exception as e:  # this frame failed; the model stays loaded for the next one
         conn.send(("error", type(e).__name__, str(e)))
 
@@ -193,8 +196,10 @@ class ModelProcess:
             self._frames = SharedMemory(create=True, size=rgb.nbytes)
         np.ndarray(rgb.shape, np.uint8, self._frames.buf)[...] = rgb
 
-    def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None) -> Generation:
-        """Answers prompt about an RGB frame in the child, streaming text pieces to on_text as they come."""
+    def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
+                 choices: Choices | None = None) -> Generation:
+        """Answers prompt about an RGB frame in the child, streaming text pieces to on_text as they come (with
+        choices, a verdict: VisionModel.describe)."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 frame, got {getattr(rgb, 'dtype', type(rgb))} "
                              f"{getattr(rgb, 'shape', '')}")
@@ -202,7 +207,7 @@ class ModelProcess:
             raise ModelProcessError(f"{self.last_error}; restarting it")
         self._put_frame(rgb)
         try:
-            self._conn.send(_Request(self._frames.name, rgb.shape, prompt))
+            self._conn.send(_Request(self._frames.name, rgb.shape, prompt, choices))
         except OSError:  # it died between frames
             raise self._lost("") from None
         deadline = time.monotonic() + self.config.timeout_s + HANG_GRACE_S

@@ -24,7 +24,10 @@ import openai
 from ..config import ModelConfig, OpenAIConfig, endpoint_urls
 from .endpoint_pool import Endpoint, EndpointPool
 from .prompts import INSTRUCTIONS
+from .verdict import Choices, Verdict, from_top_logprobs
 from .vision_model import Generation
+
+TOP_LOGPROBS = 20  # alternatives asked for with the verdict token: the answer words are among the likeliest
 
 
 class EndpointFailed(RuntimeError):
@@ -53,6 +56,7 @@ class RemoteModel:
                                             timeout=timeout) for url in urls}
         self.pool = EndpointPool(urls, config.parallel, self._probe, config.health_interval_s, config.max_backoff_s)
         self.parallel = self.pool.capacity
+        self.without_logprobs: set[str] = set()  # endpoints that answered a verdict request without logprobs
         self.pool.start()
 
     def _probe(self, endpoint: Endpoint) -> str:
@@ -74,9 +78,9 @@ class RemoteModel:
             self.pool.release(endpoint, outcome[0])
 
     def _describe_on(self, endpoint: Endpoint, outcome: list[str | None], rgb: np.ndarray, prompt: str,
-                     on_text: Callable[[str], None] | None = None) -> Generation:
+                     on_text: Callable[[str], None] | None = None, choices: Choices | None = None) -> Generation:
         try:
-            return self._request(endpoint, rgb, prompt, on_text)
+            return self._request(endpoint, rgb, prompt, on_text, choices)
         except openai.APIStatusError as e:
             if e.status_code < 500:  # a 4xx: this request is wrong, the endpoint is fine
                 raise RuntimeError(f"inference endpoint {endpoint.url} refused the request: {_reason(e)}") from e
@@ -85,20 +89,59 @@ class RemoteModel:
             outcome[0] = _reason(e)
         raise EndpointFailed(f"inference endpoint {endpoint.url} failed: {outcome[0]}")
 
-    def _request(self, endpoint: Endpoint, rgb: np.ndarray, prompt: str,
-                 on_text: Callable[[str], None] | None) -> Generation:
+    def _request(self, endpoint: Endpoint, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
+                 choices: Choices | None) -> Generation:
         started = time.time()
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.config.timeout_s
         image = jpeg_data_url(rgb, self.config.jpeg_quality)
         phases = {"jpeg_encode": (time.perf_counter() - t0) * 1000.0}
+        # as the embedded model: fixed instructions, then the image, then the question
+        messages = [{"role": "system", "content": INSTRUCTIONS},
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                                 {"type": "text", "text": prompt}]}]
+        verdict = None
+        if choices is not None and endpoint.url not in self.without_logprobs:
+            verdict, prompt_tokens, text = self._one_token(endpoint, messages, choices)
+            if verdict is not None and not choices.follow(verdict.word):  # the verdict word is the whole answer
+                done = time.time()
+                phases["request_to_first_token"] = (done - started) * 1000.0 - phases["jpeg_encode"]
+                if on_text is not None:
+                    on_text(text)
+                return Generation(text, started, done, done, prompt_tokens, 1, image_encodes=1, phases_ms=phases,
+                                  engine=endpoint.url, verdict=verdict.probs, verdict_mass=verdict.mass)
+        limit = 1 + choices.follow(verdict.word) if verdict is not None else self.model_config.max_tokens
+        pieces, first_at, prompt_tokens = self._stream(endpoint, messages, limit, on_text, deadline)
+        done = time.time()
+        first_at = first_at or done
+        phases["request_to_first_token"] = (first_at - started) * 1000.0 - phases["jpeg_encode"]
+        if len(pieces) > 1:
+            phases["per_token"] = (done - first_at) * 1000.0 / (len(pieces) - 1)
+        return Generation("".join(pieces).strip(), started, first_at, done, prompt_tokens, len(pieces),
+                          image_encodes=1, phases_ms=phases, engine=endpoint.url,
+                          verdict=verdict.probs if verdict else {}, verdict_mass=verdict.mass if verdict else 0.0)
+
+    def _one_token(self, endpoint: Endpoint, messages: list, choices: Choices) -> tuple[Verdict | None, int, str]:
+        """Asks for one token with its top_logprobs; an engine that gives none is asked for whole answers from then
+        on (`without_logprobs`). Returns the verdict (None: write the answer), the prompt's tokens, the word."""
+        reply = self._clients[endpoint.url].chat.completions.create(
+            model=endpoint.model, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=TOP_LOGPROBS,
+            messages=messages)
+        first = reply.choices[0] if reply.choices else None
+        content = first.logprobs.content if first is not None and first.logprobs is not None else None
+        if not content:
+            self.without_logprobs.add(endpoint.url)
+            return None, 0, ""
+        verdict = from_top_logprobs(((t.token, t.logprob) for t in content[0].top_logprobs or []), choices)
+        prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else 0
+        return verdict, prompt_tokens, verdict.word if verdict else ""
+
+    def _stream(self, endpoint: Endpoint, messages: list, max_tokens: int, on_text: Callable[[str], None] | None,
+                deadline: float) -> tuple[list[str], float, int]:
+        """The answer streamed token by token: its pieces, when the first came, the prompt's tokens."""
         stream = self._clients[endpoint.url].chat.completions.create(
-            model=endpoint.model, stream=True, max_tokens=self.model_config.max_tokens,
-            temperature=self.model_config.temperature,
-            # as the embedded model: fixed instructions, then the image, then the question
-            messages=[{"role": "system", "content": INSTRUCTIONS},
-                      {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
-                                                   {"type": "text", "text": prompt}]}])
+            model=endpoint.model, stream=True, max_tokens=max_tokens, temperature=self.model_config.temperature,
+            messages=messages)
         pieces: list[str] = []
         first_at = 0.0
         prompt_tokens = 0
@@ -116,13 +159,7 @@ class RemoteModel:
                 pieces.append(piece)
                 if on_text is not None:
                     on_text(piece)
-        done = time.time()
-        first_at = first_at or done
-        phases["request_to_first_token"] = (first_at - started) * 1000.0 - phases["jpeg_encode"]
-        if len(pieces) > 1:
-            phases["per_token"] = (done - first_at) * 1000.0 / (len(pieces) - 1)
-        return Generation("".join(pieces).strip(), started, first_at, done, prompt_tokens, len(pieces),
-                          image_encodes=1, phases_ms=phases, engine=endpoint.url)
+        return pieces, first_at, prompt_tokens
 
     def close(self) -> None:
         self.pool.close()

@@ -36,6 +36,7 @@ from ..config import ModelConfig
 from . import chat_layout, prompt_tokens
 from .model_source import ModelFileError, ModelFiles
 from .prompts import INSTRUCTIONS
+from .verdict import Choices, Verdict, first_tokens, from_logits
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Generation:
     image_encodes: int = 0  # vision-encoder runs for this frame (1 with overview-only slicing)
     phases_ms: dict[str, float] = field(default_factory=dict)  # encode, image_prefill, text_prefill, ...
     engine: str = ""  # where it ran: "" for the embedded model, the endpoint URL for a remote one
+    verdict: dict[str, float] = field(default_factory=dict)  # answer word → probability, when read in one step
+    verdict_mass: float = 0.0  # the probability the answer words had together, before normalising
 
 
 def cpu_advertises_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -235,6 +238,7 @@ class VisionModel:
         self._overview_open = self._special_tokens(OVERVIEW_OPEN)
         self._overview_close = self._special_tokens(OVERVIEW_CLOSE)
         self._cached: list[int] = []  # tokens whose KV cache is valid at positions 0..len-1
+        self._word_tokens: dict[tuple[str, ...], dict[int, str]] = {}  # answer words → their first tokens
         self.load_seconds = time.perf_counter() - started
         log.info("model loaded in %.2f s from %s (%s); cpu extra buffers %s, %d threads, image slicing %s",
                  self.load_seconds, files.text, files.source, "on" if self.extra_buffers else "off", self.threads,
@@ -413,16 +417,36 @@ class VisionModel:
         return contextlib.nullcontext(self.describe)
 
     def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
-                 via_jpeg: bool = False) -> Generation:
-        """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated. One caller at
-        a time: one llama.cpp context used from two threads at once crashes the process."""
+                 via_jpeg: bool = False, choices: Choices | None = None) -> Generation:
+        """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated; with choices,
+        the verdict is read from the first token's distribution (verdict.py). One caller at a time: one llama.cpp
+        context used from two threads at once crashes the process."""
         with self._busy:
-            return self._describe(rgb, prompt, on_text, via_jpeg)
+            return self._describe(rgb, prompt, on_text, via_jpeg, choices)
 
-    def _describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
-                  via_jpeg: bool) -> Generation:
+    def word_tokens(self, words: tuple[str, ...]) -> dict[int, str]:
+        """The first tokens each answer word can begin with in this vocabulary (computed once per word list)."""
+        if words not in self._word_tokens:
+            self._word_tokens[words] = first_tokens(
+                words, lambda text: prompt_tokens.piece_tokens(self._llm, text),
+                lambda token: self._llm._model.token_get_text(token))
+        return self._word_tokens[words]
+
+    def _read_verdict(self, choices: Choices) -> tuple[Verdict | None, int]:
+        """The verdict in the logits after the prompt, and the most likely first token of its word."""
         import llama_cpp
 
+        tokens = self.word_tokens(choices.names)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1),
+                                       shape=(self._llm.n_vocab(),))
+        verdict = from_logits(logits, tokens, choices)
+        if verdict is None:
+            return None, -1
+        word = verdict.word
+        return verdict, max((t for t, w in tokens.items() if w == word), key=lambda t: logits[t])
+
+    def _describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
+                  via_jpeg: bool, choices: Choices | None) -> Generation:
         llm = self._llm
         started = time.time()
         deadline = time.monotonic() + self.config.timeout_s
@@ -436,37 +460,23 @@ class VisionModel:
         finally:
             self._watch.arm(math.inf)
         prompt_tokens = llm.n_tokens
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pieces: list[str] = []
-        first = 0.0
-        generated = 0
-        t_gen = time.perf_counter()
-        vocab = llm._model.vocab
-        for _ in range(self.config.max_tokens):
-            if llm.n_tokens >= llm.n_ctx():
-                break
-            if time.monotonic() > deadline:  # a runaway answer must not hold every session's worker
-                raise TimeoutError(f"no complete answer within {self.config.timeout_s:g} s")
-            token = llm.sample(temp=self.config.temperature, top_k=40, top_p=0.95, min_p=0.05)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            generated += 1
-            piece = decoder.decode(llm.detokenize([token]))
-            if not first:
-                first = time.time()
-                phases["first_token"] = (time.perf_counter() - t_gen) * 1000
-            if piece:
-                pieces.append(piece)
-                if on_text is not None:
-                    on_text(piece)
-            llm.eval([token])
+        out = _Writer(llm, on_text, deadline, self.config.timeout_s)
+        verdict, token = self._read_verdict(choices) if choices is not None else (None, -1)
+        if verdict is not None:  # the verdict word is the answer; only some words are followed by more
+            out.emit(token)
+            if limit := choices.follow(verdict.word):
+                llm.eval([token])
+                out.generate(limit, self.config.temperature)
+        else:
+            out.generate(self.config.max_tokens, self.config.temperature)
         done = time.time()
-        if generated > 1:
-            phases["per_token"] = ((time.perf_counter() - t_gen) * 1000 - phases["first_token"]) / (generated - 1)
-        return Generation(text="".join(pieces).strip(), started_at=started, first_token_at=first or done,
-                          done_at=done, prompt_tokens=prompt_tokens, completion_tokens=generated,
-                          reused_tokens=reused, image_encodes=int(phases.pop("encodes", 0)),
-                          phases_ms={k: round(v, 3) for k, v in phases.items()})
+        phases.update(out.phases)
+        return Generation(text="".join(out.pieces).strip(), started_at=started,
+                          first_token_at=out.first_at or done, done_at=done, prompt_tokens=prompt_tokens,
+                          completion_tokens=out.generated, reused_tokens=reused,
+                          image_encodes=int(phases.pop("encodes", 0)),
+                          phases_ms={k: round(v, 3) for k, v in phases.items()},
+                          verdict=verdict.probs if verdict else {}, verdict_mass=verdict.mass if verdict else 0.0)
 
     def close(self) -> None:
         """Frees the projector and the model (llama.cpp memory is not reclaimed by the GC in time)."""
@@ -474,3 +484,49 @@ class VisionModel:
             self._mtmd.mtmd_free(self._ctx)
             self._ctx = None
         self._llm.close()
+
+
+class _Writer:
+    """The answer being written after the prompt: tokens sampled (or given), decoded to text, streamed, timed."""
+
+    def __init__(self, llm, on_text: Callable[[str], None] | None, deadline: float,  # noqa: ANN001 - Llama
+                 timeout_s: float) -> None:
+        self.llm, self.on_text, self.deadline, self.timeout_s = llm, on_text, deadline, timeout_s
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pieces: list[str] = []
+        self.phases: dict[str, float] = {}
+        self.generated = 0
+        self.first_at = 0.0
+        self.t0 = time.perf_counter()
+
+    def emit(self, token: int) -> None:
+        """One token of the answer: counted, timed, decoded and streamed."""
+        self.generated += 1
+        piece = self.decoder.decode(self.llm.detokenize([token]))
+        if not self.first_at:
+            self.first_at = time.time()
+            self.phases["first_token"] = (time.perf_counter() - self.t0) * 1000
+        if piece:
+            self.pieces.append(piece)
+            if self.on_text is not None:
+                self.on_text(piece)
+
+    def generate(self, limit: int, temperature: float) -> None:
+        """Samples and evaluates up to limit tokens, stopping at end of generation or the context's end."""
+        import llama_cpp
+
+        llm = self.llm
+        vocab = llm._model.vocab
+        for _ in range(limit):
+            if llm.n_tokens >= llm.n_ctx():
+                break
+            if time.monotonic() > self.deadline:  # a runaway answer must not hold every session's worker
+                raise TimeoutError(f"no complete answer within {self.timeout_s:g} s")
+            token = llm.sample(temp=temperature, top_k=40, top_p=0.95, min_p=0.05)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            self.emit(token)
+            llm.eval([token])
+        if self.generated > 1:
+            self.phases["per_token"] = ((time.perf_counter() - self.t0) * 1000 - self.phases["first_token"]) / (
+                self.generated - 1)

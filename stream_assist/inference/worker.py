@@ -21,12 +21,13 @@ import numpy as np
 
 from ..latency.timeline import Timeline
 from .frame_slot import FrameFifo, FrameSlot
+from .verdict import Choices
 from .vision_model import Generation
 
 log = logging.getLogger(__name__)
 
 
-DescribeFn = Callable[..., Generation]  # (rgb, prompt, on_text) -> Generation
+DescribeFn = Callable[..., Generation]  # (rgb, prompt, on_text, choices=None) -> Generation
 
 
 class Describer(Protocol):
@@ -51,6 +52,7 @@ class Job:
     timeline: Timeline
     capture: dict[str, float | None] = field(default_factory=dict)  # browser-clock capture times, if known
     attempts: int = 0  # model calls tried on it (a failed one on an endpoint may be retried on another)
+    choices: Choices | None = None  # the prompt's answer words: a verdict is read instead of an answer written
 
 
 @dataclass
@@ -185,7 +187,8 @@ class InferenceWorker:
         job.timeline.mark("taken")
         job.attempts += 1
         try:
-            outcome = Outcome(job, generation=describe(job.rgb, job.prompt, self._streamer(client, job)))
+            outcome = Outcome(job, generation=describe(job.rgb, job.prompt, self._streamer(client, job),
+                                                         choices=job.choices))
             self.jobs_done += 1
         except Exception as e:  # the model failed on this frame: tell this session, keep serving
             log.warning("inference failed for session %s frame %d: %s", client.key, job.frame_id, e,

@@ -23,6 +23,7 @@ from ..assistant.live import LiveTask, NoTaskError
 from ..config import Config
 from ..enhance.kernels import enhance
 from ..inference.prompts import PRESET_NAMES
+from ..inference.verdict import Choices
 from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
@@ -104,7 +105,8 @@ class Session:
         self._spawn(self.sampler.drain())
         self._spawn(self._feed(self.sampler))
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, estimate: float | None) -> None:
+    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, choices: Choices | None,
+                 estimate: float | None) -> None:
         """Runs in the executor: decoded frame → RGB at model size → enhanced → (if the scene changed) into
         the slot, where the worker can take it without waiting for the event loop to come round."""
         rgb = to_rgb(item.frame, self.config.pipeline.max_edge)
@@ -116,7 +118,8 @@ class Session:
         self.last_queued_at = time.monotonic()
         timeline.mark("queued")
         self.last_enhanced = out
-        self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth}))
+        self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth},
+                          choices=choices))
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -132,7 +135,10 @@ class Session:
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
                 prompt = self.assistant.question() or self.state.prompt.text()  # a task's narrow question, if on
-                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, estimate)
+                words = self.assistant.verdict_words()  # its verdict read from one decoding step
+                choices = Choices(words, self.config.assistant.verdict_min_mass) if words else None
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, choices,
+                                                 estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -168,8 +174,9 @@ class Session:
                      engine=gen.engine, timeline=tl.as_ms(),
                      stages_ms=tl.durations_ms(), counters=self.counters(), model_ms=gen.phases_ms,
                      tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens,
-                             "completion": gen.completion_tokens, "image_encodes": gen.image_encodes})
-        for kind, fields in self.assistant.on_answer(job.prompt, gen.text):  # what to show and whether to say it
+                             "completion": gen.completion_tokens, "image_encodes": gen.image_encodes},
+                     verdict=gen.verdict)
+        for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict):  # shown? said?
             self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
 
     def counters(self) -> dict[str, int]:
