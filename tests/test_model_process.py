@@ -13,11 +13,13 @@ import aiohttp
 import numpy as np
 import pytest
 
+from stream_assist.assistant.questions import VERDICT_WORDS
 from stream_assist.bench.server_process import start_server_process
 from stream_assist.bench.synthetic_client import connect
 from stream_assist.inference.llama_log import route_llama_logs
 from stream_assist.inference.model_process import INITIAL_FRAME_BYTES, ModelProcess, ModelProcessError
 from stream_assist.inference.model_source import ModelFileError, ModelFiles
+from stream_assist.inference.verdict import Choices
 from stream_assist.inference.vision_model import VisionModel
 
 from .conftest import keeps_streaming, running_server, small_config
@@ -39,12 +41,16 @@ def test_child_answers_as_the_inline_model_does_and_streams(model_process: Model
                                                             tiny_files: ModelFiles) -> None:
     pieces: list[str] = []
     gen = model_process.describe(scene(), "What is in the picture?", pieces.append)
+    choices = Choices(VERDICT_WORDS, min_mass=0.0)
+    verdict = model_process.describe(scene(), "DONE or NOT?", choices=choices)
     fresh = VisionModel(tiny_files, small_config().model)  # the same first answer, with no prompt cache either side
     try:
         inline = fresh.describe(scene(), "What is in the picture?")
+        inline_verdict = fresh.describe(scene(), "DONE or NOT?", choices=choices)
     finally:
         fresh.close()
     assert gen.text == inline.text and gen.completion_tokens == inline.completion_tokens  # temperature 0
+    assert verdict.verdict and verdict.verdict == pytest.approx(inline_verdict.verdict, abs=1e-4)  # choices go across
     assert len(pieces) >= 1 and "".join(pieces).strip() == gen.text
     assert gen.phases_ms["encode"] > 0 and gen.image_encodes == 1
 

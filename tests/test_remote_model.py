@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
 
 from stream_assist.bench.server_process import LlamaCppServer
 from stream_assist.bench.synthetic_client import Client, connect
 from stream_assist.config import Config
 from stream_assist.inference.endpoint_pool import Endpoint, least_busy, next_backoff
-from stream_assist.inference.remote_model import RemoteModel
+from stream_assist.inference.prompts import INSTRUCTIONS
+from stream_assist.inference.remote_model import RemoteModel, jpeg_data_url
+from stream_assist.inference.verdict import Choices
 
 from .conftest import running_server, small_config
 
@@ -188,3 +196,85 @@ async def test_endpoint_that_hangs_times_out_then_serves_again_when_it_wakes(tin
         resumed = time.monotonic() - woke
     print(f"\nfault: endpoint hangs: error after {timed_out:.1f} s (openai.timeout_s 2), "
           f"guidance {resumed * 1000:.0f} ms after it woke")
+
+
+def _frame() -> np.ndarray:
+    return np.full((64, 64, 3), 90, np.uint8)
+
+
+async def test_a_verdict_comes_from_one_token_and_its_top_logprobs_on_a_real_server(tiny_files) -> None:
+    """llama_cpp.server answers `max_tokens: 1` with top_logprobs; the words are what this random model would
+    say (its likeliest letters), so the test reads a real distribution, not a scripted one."""
+    async with inference_servers(tiny_files, 1) as [server]:
+        config = remote_config(server)
+        model = RemoteModel(config.openai, config.model)
+        try:
+            await until(lambda: model.pool.endpoints[0].healthy)
+            probe = model._clients[server.url].chat.completions.create(
+                model="x", max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20, messages=[
+                    {"role": "system", "content": INSTRUCTIONS},
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": jpeg_data_url(
+                        _frame(), config.openai.jpeg_quality)}}, {"type": "text", "text": "A or B?"}]}])
+            top = {t.token: t.logprob for t in probe.choices[0].logprobs.content[0].top_logprobs}
+            letters = [t for t in top if t.isalpha() and t.isupper()][:2] or [t for t in top if t.isalpha()][:2]
+            assert len(letters) == 2, top
+            choices = Choices(tuple((w, 0) for w in letters), min_mass=0.0)
+            with model.lease(threading.Event()) as describe:
+                gen = await asyncio.to_thread(describe, _frame(), "A or B?", None, choices)
+            assert set(gen.verdict) == set(letters) and gen.completion_tokens == 1
+            share = math.exp(top[letters[0]]) / sum(math.exp(top[w]) for w in letters)
+            assert gen.verdict[letters[0]] == pytest.approx(share, abs=1e-3) and gen.text in letters
+            with model.lease(threading.Event()) as describe:  # words the model would not begin with: written
+                written = await asyncio.to_thread(describe, _frame(), "A or B?", None,
+                                                  Choices((("QQQQ", 0),), min_mass=0.0))
+            assert written.verdict == {} and server.url not in model.without_logprobs
+        finally:
+            model.close()
+
+
+async def test_an_engine_without_logprobs_is_asked_for_written_answers() -> None:
+    """A minimal OpenAI-compatible engine that ignores `logprobs` (an edge we cannot run here for real): the verdict
+    request falls back to the streamed answer, and later frames go straight to it."""
+    asked: list[dict] = []
+
+    async def models(_request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "plain", "object": "model"}]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        asked.append(body)
+        base = {"id": "x", "created": 0, "model": "plain"}
+        if not body.get("stream"):
+            return web.json_response({**base, "object": "chat.completion", "choices": [
+                {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "DONE"}}]})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for piece in ("DONE", ". Finished."):
+            chunk = {**base, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
+    config = small_config()
+    config.openai.endpoints = url
+    model = RemoteModel(config.openai, config.model)
+    try:
+        await until(lambda: model.pool.endpoints[0].healthy)
+        choices = Choices((("DONE", 0), ("NOT", 0)), min_mass=0.0)
+        for _ in range(2):
+            with model.lease(threading.Event()) as describe:
+                gen = await asyncio.to_thread(describe, _frame(), "DONE or NOT?", None, choices)
+            assert gen.verdict == {} and gen.text == "DONE. Finished."
+        assert [a.get("logprobs") for a in asked] == [True, None, None] and url in model.without_logprobs
+    finally:
+        model.close()
+        await runner.cleanup()

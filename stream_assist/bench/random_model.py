@@ -44,8 +44,14 @@ TILE_TOKENS = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 # The big shapes' vocabularies make each word of the prompts one token (with and without its leading space),
 # as SmolVLM's real 49k vocabulary does, so prompt lengths (and text prefill) are near the real ones.
 BENCH_TASK = "assembling a bookshelf"
-COMMON_TEXT = " ".join(["System User Assistant", INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK])
-TOKENIZER_VERSION = 3  # in the file names: a changed vocabulary must not reuse a cached model
+# The task question's answer words are one token each even in the tiny vocabulary (bare, as a reply starts), so
+# a verdict can be read from one decoding step there too; the big ones also hold the task question's words.
+VERDICT_TEXT = "DONE NOT STEP HAZARD"
+TASK_TEXT = ("Task Current step of Done looks like Is this step done in the image Start your answer with YET "
+             "number if it shows a later or if something is unsafe then at most one short sentence")
+COMMON_TEXT = " ".join(["System User Assistant", INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK,
+                        VERDICT_TEXT, TASK_TEXT])
+TOKENIZER_VERSION = 4  # in the file names: a changed vocabulary must not reuse a cached model
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,12 @@ def _byte_tokens() -> list[str]:
     return chars
 
 
-def _word_merges(text: str) -> list[tuple[str, str]]:
+def _word_merges(text: str, spaced: bool = True) -> list[tuple[str, str]]:
     """BPE merges that build each word of text letter by letter from its start: after a space (GPT-2's Ġ),
     and bare for capitalised words (a sentence's first word). Every chain starts at a word's first
     character, so no merge can fire inside another word and break its chain."""
     words = sorted(set(re.findall(r"[A-Za-z]+", text)))
-    forms = ["Ġ" + w for w in words] + [w for w in words if w[0].isupper()]
+    forms = ["Ġ" + w for w in words if spaced] + [w for w in words if w[0].isupper()]
     merges: dict[tuple[str, str], None] = {}
     for form in forms:
         for i in range(2, len(form) + 1):
@@ -112,6 +118,11 @@ def _vocabulary(size: int, extra_tokens: tuple[str, ...] = ()) -> tuple[list[str
         tokens += [a + b for a, b in words]
         types += [1] * len(words)
         merges += [f"{a} {b}" for a, b in words]
+    have = set(tokens)
+    answers = [(a, b) for a, b in _word_merges(VERDICT_TEXT, spaced=False) if a + b not in have]
+    tokens += [a + b for a, b in answers]
+    types += [1] * len(answers)
+    merges += [f"{a} {b}" for a, b in answers]
     control = SPECIAL_TOKENS + list(extra_tokens)
     tokens += control
     types += [3] * len(control)

@@ -428,8 +428,8 @@ class VisionModel:
         """The first tokens each answer word can begin with in this vocabulary (computed once per word list)."""
         if words not in self._word_tokens:
             self._word_tokens[words] = first_tokens(
-                words, lambda text: prompt_tokens.piece_tokens(self._llm, text),
-                lambda token: self._llm._model.token_get_text(token))
+                words, lambda text: prompt_tokens.plain_tokens(self._llm, text),
+                lambda token: self._llm.detokenize([token]).decode(errors="replace"))
         return self._word_tokens[words]
 
     def _read_verdict(self, choices: Choices) -> tuple[Verdict | None, int]:
