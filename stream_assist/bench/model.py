@@ -16,14 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..assistant.cards import SHIPPED_DIR, Limits, find_card
+from ..assistant.questions import VERDICT_WORDS, frame_question
 from ..config import ModelConfig
 from ..inference.chat_layout import QUESTION_SLOT
 from ..inference.model_source import ModelFiles
 from ..inference.prompts import PRESETS, SHORT
+from ..inference.verdict import Choices
 from ..inference.vision_model import Generation, VisionModel
 from .random_model import BENCH_TASK
 
 QUESTION = PRESETS["next_step"].format(task=BENCH_TASK)
+TASK_QUESTION = frame_question(find_card("flatpack-bookcase", [SHIPPED_DIR], Limits(50, 300)), 2)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Way:
     keep_prompt_cache: bool
     image_first: bool = False
     no_tiles: bool = False  # overview mode's image-token limit: mtmd cuts no tiles to throw away
+    task: bool = False  # a task card's per-frame question instead of the next-step preset
+    verdict: bool = False  # its verdict read from the first token's distribution, nothing written
 
 
 WAYS = (
@@ -43,7 +49,11 @@ WAYS = (
     Way("raw RGB, overview only, prompt cached", "overview", False, True),
     Way("overview, no tiles cut, text first, prompt cached", "overview", False, True, no_tiles=True),
     Way("overview, no tiles cut, image first, prefix cached", "overview", False, True, True, True),
+    Way("task card frame, answer written", "overview", False, True, True, True, task=True),
+    Way("task card frame, one-step verdict", "overview", False, True, True, True, task=True, verdict=True),
 )
+# DONE and NOT are the verdicts of nearly every task frame; STEP and HAZARD write a few tokens more (questions.py)
+VERDICT = Choices(tuple((word, 0) for word, _ in VERDICT_WORDS), min_mass=0.0)
 COLUMNS = ("encodes", "image_in", "encode", "image_prefill", "text_prefill", "first_token_ms", "per_token", "total_ms")
 
 
@@ -108,7 +118,9 @@ def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, o
                     model.forget_prompt_cache()
                 # text first asked the whole question before the image, the answer's length included
                 question = QUESTION if way.image_first else f"{QUESTION} {SHORT}"
-                rows[way.name].append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg)))
+                question = TASK_QUESTION if way.task else question
+                rows[way.name].append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg,
+                                                          choices=VERDICT if way.verdict else None)))
         images_made = [len(model.preprocessed_images(frames[0])) for model in models]
     finally:
         for model in models:
