@@ -141,10 +141,10 @@ class Client:
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None, microphone: bool = False) -> Client:
+                  resume: str | None = None, microphone: bool = False, token: str | None = None) -> Client:
     """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
-    token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
-    queue is one sent after it."""
+    token, if given), presenting the server's access token if given; waits for the session's `status: ready`, kept as
+    `client.ready`, so every message left in the queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     camera = SyntheticCamera(width, height, fps)
     pc.addTransceiver(camera, direction="sendonly")
@@ -159,7 +159,8 @@ async def connect(base_url: str, width: int = 320, height: int = 240, fps: float
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
         offer = {"sdp": pc.localDescription.sdp, "type": "offer", **({"resume": resume} if resume else {})}
-        async with http.post(f"{base_url}/offer", json=offer) as res:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with http.post(f"{base_url}/offer", json=offer, headers=headers) as res:
             body = await res.json()
             if res.status != 200:
                 await pc.close()
