@@ -74,4 +74,5 @@ def uses_openmp() -> bool:
     """True for an OpenMP build, whose decoding is ~1.7x slower off the process's main thread."""
     import llama_cpp
 
+    llama_cpp.llama_backend_init()  # where the CPU backend is a loadable module (the container image), load it first
     return "OPENMP = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
