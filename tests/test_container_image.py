@@ -107,10 +107,8 @@ async def test_image_serves_health_and_guidance_over_aiortc(data: Path, tmp_path
                               capture_output=True, text=True).stdout.strip()
         print(f"\nimage {IMAGE} ({network} network): {int(size) / 1e9:.2f} GB; podman run → URLs printed "
               f"{running.printed_s:.1f} s, → /health ok {health_s:.1f} s (load average {os.getloadavg()[0]:.1f})")
-    # leaving the block stopped the container (podman stop: SIGTERM) with the session open: it was told, then closed
-    closing = await client.next_message("status")
-    while closing["state"] != "closing":
-        closing = await client.next_message("status")
+    # leaving the block stopped the container (podman stop: SIGTERM) with the session still open: the server closed it
+    # (whether its "closing" status outruns the peer connection's close is not certain, so the log is the evidence)
     await client.close()
     assert "closed 1 sessions, stopped the worker, freed the model" in (tmp_path / "container.log").read_text()
 
@@ -131,3 +129,20 @@ async def test_image_self_signed_certificate_lives_in_the_volume(data: Path, tmp
             async with http.get(running.base + "/health", ssl=context) as res:
                 assert res.status == 200
         assert cert.read_bytes() == first
+
+
+async def test_any_command_stops_on_podman_stop() -> None:
+    """tini passes SIGTERM on: a command that does not handle it still dies of it (143), not of the SIGKILL
+    podman sends after its grace period (137), which is what a bare PID 1 would wait for."""
+    name = f"stream-assist-test-{os.getpid()}-stop"
+    proc = subprocess.Popen(["podman", "run", "--rm", "--name", name, IMAGE, "python", "-c",
+                             "import time; print('up', flush=True); time.sleep(600)"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        subprocess.run(["podman", "stop", "--time", "120", name], capture_output=True)
+        assert proc.wait(timeout=180) == 128 + 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["podman", "rm", "-f", name], capture_output=True)
