@@ -73,17 +73,35 @@ class _ModelProcess:
                                   "Model processes started after one died or hung", value=state["restarts"])
 
 
+class _Source:
+    """Collector for the camera source (none when browsers are the only cameras): up, and reconnects."""
+
+    def __init__(self, report: Callable[[], dict | None]) -> None:
+        self._report = report
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        state = self._report()
+        if state is None:
+            return
+        yield GaugeMetricFamily("stream_assist_source_up", "1 while the camera source delivers frames",
+                                value=float(state["state"] == "live"))
+        yield CounterMetricFamily("stream_assist_source_reconnects", "Times the camera source dropped and came back",
+                                  value=state["reconnects"])
+
+
 class Metrics:
     """One registry per server, so several servers in one process (tests, benchmarks) stay apart."""
 
     def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]],
                  endpoints: Callable[[], list[dict]] = list,
-                 model_process: Callable[[], dict | None] = lambda: None) -> None:
+                 model_process: Callable[[], dict | None] = lambda: None,
+                 source: Callable[[], dict | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.retired: Counter = Counter()
         self.registry.register(_SessionCounters(live_counters, self.retired))
         self.registry.register(_Endpoints(endpoints))
         self.registry.register(_ModelProcess(model_process))
+        self.registry.register(_Source(source))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",

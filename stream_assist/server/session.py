@@ -28,6 +28,7 @@ from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
 from ..latency.timeline import Timeline
+from ..record.recorder import Recorder
 from ..video.change_gate import ChangeGate, thumbnail
 from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
@@ -45,9 +46,9 @@ CLOCK_LABEL = "clock"  # unordered, no retransmits: a late clock sample is worse
 class Session:
     """Everything one peer connection owns; closed by close() from any state."""
 
-    def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
+    def __init__(self, pc: RTCPeerConnection | None, worker: InferenceWorker, config: Config, executor: Executor,
                  metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None,
-                 state: SessionState | None = None) -> None:
+                 state: SessionState | None = None, follows: Session | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
         self.resume_token = resume_token or protocol.new_resume_token()
@@ -82,12 +83,22 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self.closed = asyncio.Event()  # set once everything is released
+        # Watch mode (stream_assist/source/): a camera source is a session without a peer, and each page that opens
+        # the server follows it: sees its guidance, and its settings, task and spoken commands go to it.
+        self.follows = follows
+        self.viewers: set[Session] = set()
+        self.recorder: Recorder | None = None  # writes what the model was shown and what was said (--record)
         self.last_video_at = time.monotonic()  # a browser that vanished without closing stops sending video
         self._watchdog = self._loop.call_later(config.server.peer_timeout_s, self._check_alive)
+        if pc is None or follows is not None:  # no camera of its own: a source says when it drops; ICE, a page
+            self._watchdog.cancel()
         worker.register(self.id, self.slot, self._from_worker, self._partial_from_worker)
-        pc.on("track", self._on_track)
-        pc.on("datachannel", self._on_datachannel)
-        pc.on("connectionstatechange", self._on_connection_state)
+        if follows is not None:
+            follows.viewers.add(self)
+        if pc is not None:
+            pc.on("track", self._on_track)
+            pc.on("datachannel", self._on_datachannel)
+            pc.on("connectionstatechange", self._on_connection_state)
 
     # --- video path -------------------------------------------------------------------------------
 
@@ -95,15 +106,26 @@ class Session:
         if track.kind == "audio" and self.voice is None:
             self.voice = VoiceLink(self, track)
             self._spawn(self.voice.listen())
-        if track.kind != "video" or self.sampler is not None:
+        if track.kind != "video" or self.sampler is not None or self.follows is not None:
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
         if receiver is not None:
             use_marker_jitter_buffer(receiver)  # frames reach the decoder one frame interval sooner
         self.capture_clock = CaptureClock(receiver) if receiver is not None else None
+        self.watch(track)
+
+    def watch(self, track: MediaStreamTrack) -> asyncio.Task:
+        """Samples this video track into the pipeline (a camera source calls it again after each reconnect; the
+        counters go on); returns the task that ends when the track does."""
+        counters = self.sampler.counters if self.sampler else None
         self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
-        self._spawn(self.sampler.drain())
+        if counters is not None:
+            self.sampler.counters = counters
+        drain = asyncio.ensure_future(self.sampler.drain())
+        self._tasks.add(drain)
+        drain.add_done_callback(self._tasks.discard)
         self._spawn(self._feed(self.sampler))
+        return drain
 
     def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, choices: Choices | None,
                  estimate: float | None) -> None:
@@ -167,6 +189,8 @@ class Session:
         tl.mark("done", gen.done_at)
         tl.mark("sent")
         self.metrics.observe(tl, gen)
+        if self.recorder is not None:
+            self.recorder.frame(job, gen.text)
         self.guidance_sent += 1
         repeat = gen.text == self.state.last_text
         self.state.recent.append(gen.text)
@@ -211,8 +235,9 @@ class Session:
 
     def _ready(self) -> None:
         self._send_status("ready")
-        if self.assistant.state.card is not None:  # a task restored by the resume token
-            self._send_all([self.assistant.task_message()])
+        owner = self.follows or self
+        if owner.assistant.state.card is not None:  # a task restored by the resume token (or the source's)
+            self._send_all([owner.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -228,12 +253,14 @@ class Session:
             channel.send(protocol.encode("pong", t0=t0, t1=received, t2=time.time() * 1000.0))
 
     def _send_status(self, state: str) -> None:
-        self.send("status", state=state, session=self.id, resume_token=self.resume_token,
-                  protocol=protocol.PROTOCOL_VERSION, paused=self.state.paused,
-                  preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
-                  interval_s=self.state.interval_s, quiet=self.assistant.state.policy.hushed,
-                  frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed, recent=list(self.state.recent),
-                  counters=self.counters(), **self.assistant.progress())
+        owner = self.follows or self  # a page watching a source shows the source's settings and progress
+        self.send("status", state=state, session=owner.id, resume_token=self.resume_token,
+                  protocol=protocol.PROTOCOL_VERSION, paused=owner.state.paused,
+                  preset=owner.state.prompt.preset, task=owner.state.prompt.task, presets=list(PRESET_NAMES),
+                  interval_s=owner.state.interval_s, quiet=owner.assistant.state.policy.hushed,
+                  frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed or owner is not self,
+                  recent=list(owner.state.recent), counters=owner.counters(), watch=owner is not self,
+                  **owner.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -252,6 +279,9 @@ class Session:
 
     def apply(self, message: protocol.ClientMessage) -> None:
         """Carries out one checked message, whether it came over the data channel or by another route."""
+        if self.follows is not None and not isinstance(message, protocol.Help | protocol.Speaking):
+            self.follows.apply(message)  # settings, task and commands belong to the source this page watches
+            return
         if isinstance(message, protocol.Pause):
             self.state.paused = True
             self.slot.pause()
@@ -304,6 +334,9 @@ class Session:
 
     def person_speaking(self, on: bool) -> None:
         """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""
+        if self.follows is not None:
+            self.follows.person_speaking(on)
+            return
         self._send_all(self.assistant.set_person_speaking(on))
 
     def _send_all(self, messages: list[tuple[str, dict]]) -> None:
@@ -311,9 +344,16 @@ class Session:
             self.send(kind, **fields)
 
     def send(self, kind: str, **fields: object) -> None:
-        """Sends one message if the channel is open (a closed channel means the session is going)."""
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(protocol.encode(kind, **fields))
+        """Sends one message to this page if its channel is open (a closed channel means the session is going), to
+        the pages watching this session, and to the recording of this session or of the source this page watches."""
+        text = None
+        for session in (self, *self.viewers):
+            if session.channel is not None and session.channel.readyState == "open":
+                text = text or protocol.encode(kind, **fields)
+                session.channel.send(text)
+        recorder = self.recorder or (self.follows.recorder if self.follows is not None else None)
+        if recorder is not None:
+            recorder.message(kind, fields)
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -366,9 +406,14 @@ class Session:
             self.voice.close()
         self.worker.unregister(self.id)
         self.slot.pause()
+        if self.follows is not None:
+            self.follows.viewers.discard(self)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pc.close()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.recorder is not None:
+            await self._loop.run_in_executor(self.executor, self.recorder.close)
         self.on_closed(self)
         self.closed.set()
