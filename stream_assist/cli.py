@@ -36,6 +36,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
     p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
                    "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
+    p.add_argument("--source", metavar="URL|DEVICE|FILE",
+                   help="a camera beside the browser, guided from start and watched from any page: rtsp(s)://, "
+                        "http(s):// MJPEG or HLS, /dev/videoN, or a video file")
+    p.add_argument("--loop", action="store_true", help="play a file --source again when it ends")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record each session (what the model was shown, the guidance, task events, what was heard)")
 
 
 def _model_choice(p: argparse.ArgumentParser) -> None:
@@ -273,6 +279,12 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         config.openai.endpoints = ",".join(args.endpoint)
     if args.asr is not None:
         config.voice.asr = args.asr
+    if args.source is not None:
+        config.source.url = args.source
+    if args.loop:
+        config.source.loop = True
+    if args.record is not None:
+        config.record.dir = str(args.record)
     return validate(config)
 
 
@@ -335,6 +347,20 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
     log.info("stopped")
 
 
+def check_source(url: str, loop: bool) -> None:
+    """Opens the source and decodes a frame before the model loads: a wrong URL, an unknown codec or a busy
+    webcam is a one-line error now (exit 2), not a retry loop; once serving, a drop is retried with back-off."""
+    from .source.player import SourceError, probe
+    from .source.spec import parse_source
+
+    spec = parse_source(url, loop)
+    try:
+        width, height, codec = probe(spec)
+    except SourceError as e:
+        raise ValueError(str(e)) from None
+    print(f"stream-assist: source {spec.shown}: {codec} {width}x{height}", flush=True)
+
+
 def serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -350,6 +376,8 @@ def serve(args: argparse.Namespace) -> int:
 
         config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
     context = _ssl_context(args, config.server.host)
+    if config.source.url:
+        check_source(config.source.url, config.source.loop)
     if config.model.backend == "openai":
         model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
     else:

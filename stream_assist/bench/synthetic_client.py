@@ -114,7 +114,7 @@ def read_speech(path: str) -> np.ndarray:
 class Client:
     pc: RTCPeerConnection
     channel: RTCDataChannel
-    camera: SyntheticCamera
+    camera: SyntheticCamera | None  # None: a page watching the server's camera source
     microphone: SyntheticMicrophone | None = None
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
     ready: dict = field(default_factory=dict)  # the server's unasked `status: ready` (session id, presets)
@@ -134,25 +134,27 @@ class Client:
         self.channel.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
 
     async def close(self) -> None:
-        self.camera.stop()
+        if self.camera is not None:
+            self.camera.stop()
         if self.microphone is not None:
             self.microphone.stop()
         await self.pc.close()
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None, microphone: bool = False) -> Client:
+                  resume: str | None = None, microphone: bool = False, camera: bool = True) -> Client:
     """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
-    token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
+    token, if given; no video with camera=False, as a page watching the server's source); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
     queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    camera = SyntheticCamera(width, height, fps)
-    pc.addTransceiver(camera, direction="sendonly")
+    video = SyntheticCamera(width, height, fps) if camera else None
+    if video is not None:
+        pc.addTransceiver(video, direction="sendonly")
     mic = SyntheticMicrophone() if microphone else None
     if mic is not None:
         pc.addTransceiver(mic, direction="sendonly")
     channel = pc.createDataChannel("guidance")
-    client = Client(pc, channel, camera, mic)
+    client = Client(pc, channel, video, mic)
     opened = asyncio.get_running_loop().create_future()
     channel.on("open", lambda: opened.done() or opened.set_result(True))
     channel.on("message", lambda m: client.messages.put_nowait(json.loads(m)))

@@ -58,7 +58,13 @@ async def start_source(state: ServerState) -> None:
                       state.config.source.max_backoff_s)
     state.source, state.feed = session, feed
     state.feed_task = asyncio.ensure_future(feed.run())
+    state.feed_task.add_done_callback(_ended)
     log.info("source %s: guided from now on; pages that open the server watch it", spec.shown)
+
+
+def _ended(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the source's feed stopped", exc_info=task.exception())
 
 
 async def stop_source(state: ServerState) -> None:

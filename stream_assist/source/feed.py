@@ -30,7 +30,7 @@ class SourceState:
     """What the source is doing now, for /health, /metrics and the page."""
 
     url: str
-    kind: str
+    camera: str  # the source's kind: rtsp | http | hls | device | file
     state: str = "connecting"  # connecting | live | retrying | ended
     since: float = 0.0  # time.time() of the last change
     opened: int = 0  # times it was opened (1 + reconnects + loops)
@@ -39,7 +39,7 @@ class SourceState:
     retry_in_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "kind": self.kind, "state": self.state, "since": round(self.since, 3),
+        return {"url": self.url, "camera": self.camera, "state": self.state, "since": round(self.since, 3),
                 "opened": self.opened, "reconnects": self.reconnects, "error": self.error,
                 "retry_in_s": self.retry_in_s}
 

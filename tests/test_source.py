@@ -1,0 +1,214 @@
+"""Camera sources beside the browser: a real RTSP camera (GStreamer's RTSP server), a file played as a camera,
+and the bad input a user can give `--source`."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import av
+import numpy as np
+import pytest
+
+from stream_assist.bench.synthetic_client import connect
+from stream_assist.cli import main as cli_main
+from stream_assist.config import Config
+from stream_assist.server.app import ServerState
+from stream_assist.server.watch import stop_source
+from stream_assist.source.feed import backoff
+from stream_assist.source.player import SourceError, probe
+from stream_assist.source.spec import parse_source, redact
+
+from .conftest import running_server, small_config
+
+ASYNC = pytest.mark.asyncio(loop_scope="session")
+
+CAMERA = Path(__file__).with_name("rtsp_camera.py")
+SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi and GStreamer's RTSP server bindings come from Debian
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_clip(path: Path, seconds: float = 2.0, still_from: float | None = None, size: str = "320x240") -> Path:
+    """An H.264 clip made by ffmpeg: a moving test pattern, then (from still_from) one still grey frame repeated."""
+    moving = f"testsrc2=size={size}:rate=15:duration={still_from if still_from is not None else seconds}"
+    graph = moving if still_from is None else (
+        f"{moving}[a];color=c=gray:size={size}:rate=15:duration={seconds - still_from}[b];[a][b]concat=n=2:v=1")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph,
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "15", str(path)], check=True)
+    return path
+
+
+class RtspCamera:
+    """GStreamer's RTSP server on loopback streaming a moving pattern (640x480 @ 15, H.264), as an IP camera does."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"rtsp://127.0.0.1:{port}/cam"
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RtspCamera:
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(CAMERA), str(self.port)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready", "the RTSP camera did not start"
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()
+            self.proc = None
+
+
+@contextlib.contextmanager
+def rtsp_camera(port: int) -> Iterator[RtspCamera]:
+    camera = RtspCamera(port).start()
+    try:
+        yield camera
+    finally:
+        camera.kill()
+
+
+@contextlib.asynccontextmanager
+async def source_server(vision_model, config: Config) -> AsyncIterator[tuple[str, ServerState]]:  # noqa: ANN001
+    async with running_server(vision_model, config) as (base, state):
+        try:
+            yield base, state
+        finally:
+            await stop_source(state)
+
+
+async def wait_state(client, wanted: str) -> dict:  # noqa: ANN001 - synthetic Client
+    while True:
+        msg = await client.next_message("source", timeout=60)
+        if msg["state"] == wanted:
+            return msg
+
+
+def test_parse_source_names_each_kind(tmp_path: Path) -> None:
+    assert parse_source("rtsp://user:pw@cam.local:554/stream").kind == "rtsp"
+    assert parse_source("rtsp://user:pw@cam.local:554/stream").options["rtsp_transport"] == "tcp"
+    assert parse_source("https://cam.local/live/index.m3u8").kind == "hls"
+    assert parse_source("http://cam.local/video.mjpg").kind == "http"
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"x")
+    assert parse_source(str(clip), loop=True).loop
+    assert redact("rtsp://user:secret@cam.local:554/s") == "rtsp://cam.local:554/s"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ftp://cam/x", "scheme 'ftp'"),
+    ("rtsp:///nohost", "no host"),
+    ("/no/such/clip.mp4", "does not exist"),
+    ("/dev/video99", "no webcam"),
+    ("", "empty"),
+])
+def test_bad_source_names_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_source(text)
+
+
+def test_loop_is_only_for_files() -> None:
+    with pytest.raises(ValueError, match="--loop is for a file"):
+        parse_source("rtsp://cam.local/s", loop=True)
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    assert [backoff(n, 2.0) for n in range(1, 7)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_unreachable_rtsp_is_one_line_without_the_password() -> None:
+    spec = parse_source(f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam")
+    with pytest.raises(SourceError) as e:
+        probe(spec)
+    assert "hunter2" not in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith("cannot open rtsp://127.0.0.1:")
+
+
+def test_undecodable_video_is_refused_at_start(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A file whose video packets are not what its codec says: an error naming the codec, exit 2."""
+    path = tmp_path / "garbage.ts"
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_mux_stream("h264")
+        stream.width, stream.height = 320, 240
+        for i in range(30):
+            noise = np.random.default_rng(i).integers(0, 255, 2000, np.uint8).tobytes()
+            packet = av.Packet(b"\x00\x00\x00\x01\x65" + noise)  # an IDR slice start code, then noise
+            packet.stream, packet.pts, packet.dts = stream, i, i
+            out.mux(packet)
+    assert cli_main(["serve", "--source", str(path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stream-assist: error:") and "h264" in err and err.count("\n") == 1
+
+
+def test_not_a_video_file_is_refused_at_start(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video")
+    assert cli_main(["serve", "--source", str(path), "--port", "0"]) == 2
+    assert "cannot open" in capsys.readouterr().err
+
+
+@ASYNC
+async def test_a_looping_file_runs_the_change_gate_and_the_slot_as_a_camera_does(tmp_path: Path,
+                                                                                  vision_model) -> None:  # noqa: ANN001
+    """A 2 s clip, moving then still, played in a loop: the gate skips the still part, the slot takes the moving
+    one, guidance keeps coming after the file starts again, and /metrics counts the source's frames."""
+    config = small_config()
+    config.source.url = str(make_clip(tmp_path / "clip.mp4", 2.0, still_from=1.0))
+    config.source.loop = True
+    config.pipeline.change_threshold = 3.0
+    async with source_server(vision_model, config) as (base, state):
+        client = await connect(base, camera=False)
+        try:
+            assert client.ready["watch"] is True and client.ready["session"] == state.source.id
+            while state.feed.state.opened < 3:  # the file has ended twice and started again
+                await client.next_message("guidance")
+            await client.next_message("guidance")  # … and the model still answers
+            counters = state.source.counters()
+            assert counters["unchanged"] > 0 and counters["processed"] > 0 and counters["queued"] > 0
+            assert counters["received"] > counters["queued"]
+            async with aiohttp.ClientSession() as http:
+                metrics = await (await http.get(f"{base}/metrics")).text()
+                health = await (await http.get(f"{base}/health")).json()
+            unchanged = next(line for line in metrics.splitlines()
+                             if line.startswith('stream_assist_frames_total{event="unchanged"}'))
+            assert float(unchanged.split()[-1]) > 0
+            assert "stream_assist_source_up 1.0" in metrics
+            assert health["source"]["camera"] == "file" and health["source"]["state"] == "live"
+        finally:
+            await client.close()
+
+
+@ASYNC
+async def test_rtsp_camera_is_guided_and_comes_back_after_it_drops(vision_model) -> None:  # noqa: ANN001
+    """A real RTSP camera: guidance from it; the camera killed → the page is told the source is retrying and the
+    server stays up; the camera back on the same port → live again and guidance again, without a restart."""
+    port = free_port()
+    config = small_config()
+    config.source.url = f"rtsp://127.0.0.1:{port}/cam"
+    with rtsp_camera(port) as camera:
+        async with source_server(vision_model, config) as (base, state):
+            client = await connect(base, camera=False)
+            try:
+                first = await client.next_message("guidance")
+                camera.kill()
+                retrying = await wait_state(client, "retrying")
+                assert retrying["error"] and retrying["retry_in_s"] <= config.source.max_backoff_s
+                async with aiohttp.ClientSession() as http:
+                    health = await (await http.get(f"{base}/health")).json()
+                assert health["source"]["state"] in ("retrying", "connecting")
+                camera.start()
+                back = await wait_state(client, "live")
+                assert back["reconnects"] == 1
+                later = await client.next_message("guidance")
+                assert later["frame_id"] > first["frame_id"]  # the frame counter goes on across the drop
+            finally:
+                await client.close()
