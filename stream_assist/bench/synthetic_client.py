@@ -143,9 +143,9 @@ class Client:
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
                   resume: str | None = None, microphone: bool = False, camera: bool = True) -> Client:
-    """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
-    token, if given; no video with camera=False, as a page watching the server's source); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
-    queue is one sent after it."""
+    """Makes an offer with one video track (none with camera=False, as a page watching the server's camera source; and
+    a microphone track, if asked) and a `guidance` channel (and the resume token, if given); waits for the session's
+    `status: ready`, kept as `client.ready`, so every message left in the queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = SyntheticCamera(width, height, fps) if camera else None
     if video is not None:
