@@ -168,7 +168,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
-  if (voice.handle(msg)) return;
+  if (voice.handle(msg) || watch.handle(msg)) return;
   taskPanel.onMessage(msg, send);
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
@@ -307,9 +307,11 @@ async function start() {
     const video = ui.camera.value && ui.camera.value !== "pattern"
       ? { deviceId: { exact: ui.camera.value } }
       : { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } };
-    stream = ui.camera.value === "pattern" ? patternStream()
+    stream = watch.active() ? new MediaStream()  // watching the server's own camera: no video from here
+      : ui.camera.value === "pattern" ? patternStream()
       : await navigator.mediaDevices.getUserMedia({ video, audio: false });
-    ui.preview.srcObject = stream;
+    if (watch.active()) watch.play(TOKEN);
+    else ui.preview.srcObject = stream;
     listCameras().catch(() => {});
     await voice.open(send);  // the microphone, asked once with the camera; each connection then carries it
   } catch (err) {
@@ -496,6 +498,7 @@ function stop() {
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;
   ui.preview.srcObject = null;
+  watch.stop();
   ui.start.textContent = "Start";
   ui.pause.disabled = true;
   if ("speechSynthesis" in window) speechSynthesis.cancel();
@@ -503,6 +506,7 @@ function stop() {
 }
 
 ui.start.onclick = () => (live ? stop() : start());
+watch.probe(authHeaders);
 ui.pause.onclick = () => {
   paused = !paused;
   ui.pause.textContent = paused ? "Resume" : "Pause";
