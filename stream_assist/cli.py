@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .bench import enhance as bench_enhance
@@ -262,10 +263,10 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
-    """Command-line flags win over the config file."""
-    if args.host is not None:
+    """Command-line flags win over the config file (serve's; replay has the model's only)."""
+    if getattr(args, "host", None) is not None:
         config.server.host = args.host
-    if args.port is not None:
+    if getattr(args, "port", None) is not None:
         config.server.port = args.port
     if args.model is not None or args.mmproj is not None:
         config.model.model_path = args.model or ""
@@ -277,13 +278,13 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.endpoint:
         config.model.backend = "openai"
         config.openai.endpoints = ",".join(args.endpoint)
-    if args.asr is not None:
+    if getattr(args, "asr", None) is not None:
         config.voice.asr = args.asr
-    if args.source is not None:
+    if getattr(args, "source", None) is not None:
         config.source.url = args.source
-    if args.loop:
+    if getattr(args, "loop", False):
         config.source.loop = True
-    if args.record is not None:
+    if getattr(args, "record", None) is not None:
         config.record.dir = str(args.record)
     return validate(config)
 
@@ -361,12 +362,71 @@ def check_source(url: str, loop: bool) -> None:
     print(f"stream-assist: source {spec.shown}: {codec} {width}x{height}", flush=True)
 
 
-def serve(args: argparse.Namespace) -> int:
-    import asyncio
-
+def load_model(config: Config):  # noqa: ANN201 - the embedded or remote model, and its name
+    """The model serve and replay use: the [openai] endpoints, or the embedded model (downloaded if need be)."""
     from .inference.model_process import embedded_model
     from .inference.model_source import resolve
     from .inference.remote_model import RemoteModel
+
+    if config.model.backend == "openai":
+        return RemoteModel(config.openai, config.model), config.openai.endpoints
+    files = resolve(config.model)
+    return embedded_model(files, config.model), files.text.name
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="run a recording through today's pipeline and model; print the new guidance "
+                                      "beside the recorded")
+    p.add_argument("recording", type=Path, help="a recording's .mkv or .jsonl (serve --record DIR)")
+    p.add_argument("--fast", action="store_true", help="every frame, as fast as the model answers (default: at the "
+                                                       "recorded times, through the change gate and the slot)")
+    p.add_argument("--prompt", help="ask this instead of the recorded question")
+    p.add_argument("--out", type=Path, help="write each frame's recorded and new answer here as JSON lines")
+    p.add_argument("--config", type=Path, help="TOML file ([model], [pipeline] settings apply)")
+    p.add_argument("--model", help="local text-model GGUF")
+    p.add_argument("--mmproj", help="local projector GGUF, with --model")
+    p.add_argument("--variant", choices=sorted(VARIANTS))
+    p.add_argument("--n-gpu-layers", type=int)
+    p.add_argument("--endpoint", action="append", metavar="URL", help="an OpenAI-compatible server (repeatable)")
+
+
+def replay(args: argparse.Namespace) -> int:
+    from .inference.worker import InferenceWorker
+    from .record.reading import open_recording
+    from .record.replay import Replayed, replay
+
+    recording = open_recording(args.recording)  # a missing or foreign recording: an error before the model loads
+    config = apply_overrides(load_config(args.config), args)
+    model, name = load_model(config)
+    worker = InferenceWorker(model)
+    worker.start()
+    out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 - closed below
+
+    def show(r: Replayed) -> None:
+        now = r.now if r.now is not None else f"({r.skipped})"
+        print(f"#{r.n:<4} {r.pts_ms / 1000:7.2f} s  recorded: {r.recorded!r}\n{'':15}now:      {now!r}", flush=True)
+        if out is not None:
+            out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+
+    started = time.monotonic()
+    try:
+        results = replay(recording, worker, config, args.fast, args.prompt, show)
+    finally:
+        worker.stop()
+        model.close()
+        if out is not None:
+            out.close()
+    answered = [r for r in results if r.now is not None]
+    same = sum(r.now == r.recorded for r in answered)
+    print(f"stream-assist: {len(results)} frames, {len(answered)} answered ({same} as recorded), "
+          f"{sum(r.skipped == 'unchanged' for r in results)} unchanged, {sum(r.skipped == 'dropped' for r in results)} "
+          f"dropped, in {time.monotonic() - started:.1f} s with {name}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
 
@@ -378,11 +438,7 @@ def serve(args: argparse.Namespace) -> int:
     context = _ssl_context(args, config.server.host)
     if config.source.url:
         check_source(config.source.url, config.source.loop)
-    if config.model.backend == "openai":
-        model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
-    else:
-        files = resolve(config.model)
-        model, name = embedded_model(files, config.model), files.text.name
+    model, name = load_model(config)
     worker = InferenceWorker(model)
     worker.start()
     state = ServerState(config, worker, name)
@@ -398,13 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     _bench_parser(sub)
     _enhance_parser(sub)
     _assistant_parsers(sub)
+    _replay_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return {"serve": serve, "bench": bench, "enhance": enhance, "tasks": tasks,
-                "history": history}[args.command](args)
+                "history": history, "replay": replay}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ VERSION = 1
 MS = Fraction(1, 1000)
 SUBTITLE_MS = 3000  # how long a player shows each answer
 SKIPPED = {"partial", "pong"}  # per-token text and clock samples: noise in a recording
-MATROSKA = {"cluster_time_limit": "1000"}  # what a kill can lose: the open cluster, at most a second
+# What a kill can lose: the open cluster, at most a second (each packet is handed to the file as it is written).
+MATROSKA = {"cluster_time_limit": "1000", "flush_packets": "1"}
 
 
 def recording_paths(path: Path) -> tuple[Path, Path]:
@@ -58,7 +59,7 @@ class Recorder:
         self._t0: float | None = None
         self._last_pts = -1
         self._side = open(self.side_path, "a", encoding="utf-8")
-        self._line({"type": "header", "format": FORMAT, "version": VERSION, "started": round(time.time(), 3),
+        self._line({"event": "header", "format": FORMAT, "version": VERSION, "started": round(time.time(), 3),
                     "video": self.video_path.name, "source": source})
 
     def frame(self, job: Job, text: str) -> None:
@@ -69,7 +70,7 @@ class Recorder:
     def message(self, kind: str, fields: dict[str, Any]) -> None:
         """Records a message the session sent (guidance, task events, what was heard)."""
         if kind not in SKIPPED:
-            self._submit(self._line, {"type": "message", "t": round(time.time(), 3), "kind": kind, **fields})
+            self._submit(self._line, {"event": "message", "t": round(time.time(), 3), "kind": kind, "fields": fields})
 
     def close(self) -> None:
         """Finishes both files (blocking until the writer is done)."""
@@ -100,6 +101,7 @@ class Recorder:
         self._container.metadata["stream_assist_recording"] = str(VERSION)
         video = self._container.add_stream("libx264")
         video.width, video.height, video.pix_fmt, video.time_base = width, height, "yuv420p", MS
+        video.codec_context.time_base = MS  # frames come when the model answers, not at a frame rate
         # zerolatency: no frame held back in the encoder, so what is written is what a kill leaves
         video.codec_context.options = {"preset": "veryfast", "tune": "zerolatency", "crf": str(self.crf), "g": "30"}
         self._video = video
@@ -125,7 +127,7 @@ class Recorder:
             packet.stream, packet.pts, packet.dts, packet.duration, packet.time_base = (self._subtitles, pts, pts,
                                                                                          SUBTITLE_MS, MS)
             self._container.mux(packet)
-        self._line({"type": "frame", "n": self.frames, "pts_ms": pts, "frame_id": frame_id, "prompt": prompt,
+        self._line({"event": "frame", "n": self.frames, "pts_ms": pts, "frame_id": frame_id, "prompt": prompt,
                     "timeline": timeline, "text": text})
         self.frames += 1
         if self.video_path.stat().st_size >= self.max_bytes:
@@ -139,6 +141,6 @@ class Recorder:
             self._container.close()
             self._container = None
         if not self._side.closed:
-            self._line({"type": "end", "reason": reason, "frames": self.frames})
+            self._line({"event": "end", "reason": reason, "frames": self.frames})
             self._side.close()
         self.full = True
