@@ -131,6 +131,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--endpoints", type=int, default=0,
                       help="run the model in this many llama_cpp.server processes (--threads each, default 1) and "
                            "reach them with the openai backend (needs llama-cpp-python[server])")
+    load.add_argument("--video", type=Path, help="the clients stream this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
     load.add_argument("--json", action="store_true")
     live = kinds.add_parser("live", help="the same model isolated and in the live server with a streaming client")
     _model_choice(live)
@@ -144,6 +146,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       "isolated model is called from: main thread, a second thread, a model process)")
     live.add_argument("--live-process", choices=("child", "inline"), default="child",
                       help="model.process of the live server")
+    live.add_argument("--video", type=Path, help="the client streams this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
     live.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
@@ -242,7 +246,7 @@ def bench(args: argparse.Namespace) -> int:
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
-                               args.json, args.endpoints)
+                               args.json, args.endpoints, args.video)
     if args.bench == "live":
         from .bench import live as bench_live
 
@@ -253,7 +257,7 @@ def bench(args: argparse.Namespace) -> int:
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
         return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
-                               modes, args.live_process, args.json)
+                               modes, args.live_process, args.json, args.video)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,

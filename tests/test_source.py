@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from stream_assist.bench.rtsp_camera_process import RtspCamera
 from stream_assist.bench.synthetic_client import connect
 from stream_assist.cli import main as cli_main
 from stream_assist.config import Config
@@ -27,8 +28,6 @@ from .conftest import running_server, small_config
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 
-CAMERA = Path(__file__).with_name("rtsp_camera.py")
-SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi and GStreamer's RTSP server bindings come from Debian
 
 
 def free_port() -> int:
@@ -45,27 +44,6 @@ def make_clip(path: Path, seconds: float = 2.0, still_from: float | None = None,
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph,
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "15", str(path)], check=True)
     return path
-
-
-class RtspCamera:
-    """GStreamer's RTSP server on loopback streaming a moving pattern (640x480 @ 15, H.264), as an IP camera does."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"rtsp://127.0.0.1:{port}/cam"
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> RtspCamera:
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(CAMERA), str(self.port)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready", "the RTSP camera did not start"
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc.stdout.close()
-            self.proc = None
 
 
 @contextlib.contextmanager

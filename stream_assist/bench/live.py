@@ -74,7 +74,7 @@ def _live_phases(msg: dict) -> dict[str, float]:
 
 
 async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fps: float, seconds: float,
-               process: str) -> dict:
+               process: str, video: Path | None = None) -> dict:
     """A serve process (model.process as given) and one streaming client; guidance phases over `seconds`."""
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "live.toml"
@@ -85,7 +85,7 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
             f"max_edge = {max(size)}\n")
         proc, url = await start_server_process(files, "--config", str(config_path))
         try:
-            client = await connect(url, size[0], size[1], fps)
+            client = await connect(url, size[0], size[1], fps, video_file=video)
             try:
                 await client.next_message("guidance", timeout=600)  # warm-up
                 got: list[dict] = []
@@ -108,11 +108,11 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
 
 
 def run(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fps: float, seconds: float, repeats: int,
-        modes: list[str], live_process: str) -> dict:
+        modes: list[str], live_process: str, video: Path | None = None) -> dict:
     route_llama_logs()  # as quiet as the server
     rows = {ISOLATED[m]: isolated(files, config, size, repeats, m) for m in modes}
     rows[f"live, model.process = {live_process}"] = asyncio.run(live(files, config, size, fps, seconds,
-                                                                      live_process))
+                                                                      live_process, video))
     return {"model": files.text.name, "mmproj": files.mmproj.name, "size": f"{size[0]}x{size[1]}", "fps": fps,
             "seconds": seconds, "max_tokens": config.max_tokens, "threads": config.n_threads, "rows": rows}
 
@@ -140,8 +140,8 @@ def print_table(r: dict) -> None:
 
 
 def main(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fps: float, seconds: float, repeats: int,
-         modes: list[str], live_process: str, as_json: bool) -> int:
-    result = run(files, config, size, fps, seconds, repeats, modes, live_process)
+         modes: list[str], live_process: str, as_json: bool, video: Path | None = None) -> int:
+    result = run(files, config, size, fps, seconds, repeats, modes, live_process, video)
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -10,6 +10,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import aiohttp
 import av
@@ -20,12 +21,30 @@ from aiortc.mediastreams import MediaStreamTrack
 MIC_RATE, MIC_FRAME = 48000, 960  # what a browser's Opus microphone delivers: 48 kHz, 20 ms frames
 
 
-class SyntheticCamera(VideoStreamTrack):
-    """A colour pattern at a given frame rate that moves unless `still` is set."""
+MAX_VIDEO_FRAMES = 300  # a video camera plays this many frames of its file, over and over
 
-    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0) -> None:
+
+def video_pictures(path: Path, width: int, height: int) -> list[np.ndarray]:
+    """The first frames of a video file (a recording's .mkv, or any video) as RGB at the camera's size."""
+    try:
+        with av.open(str(path)) as container:
+            pictures = [f.to_ndarray(format="rgb24", width=width, height=height)
+                        for _, f in zip(range(MAX_VIDEO_FRAMES), container.decode(video=0), strict=False)]
+    except av.FFmpegError as e:
+        raise ValueError(f"{path}: cannot read its video: {e.strerror}") from None
+    if not pictures:
+        raise ValueError(f"{path} has no video frames")
+    return pictures
+
+
+class SyntheticCamera(VideoStreamTrack):
+    """A colour pattern at a given frame rate that moves unless `still` is set; or, given a video file (a
+    recording, say), its frames over and over, so a benchmark runs on real scenes."""
+
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0, video: Path | None = None) -> None:
         super().__init__()
         self.width, self.height = width, height
+        self.pictures = video_pictures(video, width, height) if video is not None else None
         self.count = 0
         self.still = False
         self.interval = 1.0 / fps
@@ -48,6 +67,10 @@ class SyntheticCamera(VideoStreamTrack):
         pts, time_base = await self._next_timestamp()
         if not self.still:
             self.count += 1
+        if self.pictures is not None:
+            frame = av.VideoFrame.from_ndarray(self.pictures[self.count % len(self.pictures)], format="rgb24")
+            frame.pts, frame.time_base = pts, time_base
+            return frame
         x = np.arange(self.width, dtype=np.uint16)[None, :]
         y = np.arange(self.height, dtype=np.uint16)[:, None]
         img = np.zeros((self.height, self.width, 3), np.uint8)
@@ -142,12 +165,14 @@ class Client:
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None, microphone: bool = False, camera: bool = True) -> Client:
-    """Makes an offer with one video track (none with camera=False, as a page watching the server's camera source; and
-    a microphone track, if asked) and a `guidance` channel (and the resume token, if given); waits for the session's
-    `status: ready`, kept as `client.ready`, so every message left in the queue is one sent after it."""
+                  resume: str | None = None, microphone: bool = False, camera: bool = True,
+                  video_file: Path | None = None) -> Client:
+    """Makes an offer with one video track (none with camera=False, as a page watching the server's camera source;
+    the frames of video_file, if given; and a microphone track, if asked) and a `guidance` channel (and the resume
+    token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
+    queue is one sent after it."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    video = SyntheticCamera(width, height, fps) if camera else None
+    video = SyntheticCamera(width, height, fps, video_file) if camera else None
     if video is not None:
         pc.addTransceiver(video, direction="sendonly")
     mic = SyntheticMicrophone() if microphone else None

@@ -1,7 +1,7 @@
-"""A real RTSP camera for the tests: GStreamer's RTSP server streaming a moving test pattern as H.264.
+"""A real RTSP camera for the tests and `bench source`: GStreamer's RTSP server streaming a moving pattern as H.264.
 
 Run with the system Python (python3-gi and gir1.2-gst-rtsp-server-1.0 from Debian), not the venv:
-    /usr/bin/python3 tests/rtsp_camera.py PORT [WIDTHxHEIGHT] [FPS]
+    /usr/bin/python3 stream_assist/bench/rtsp_camera.py PORT [WIDTHxHEIGHT] [FPS]
 It serves rtsp://127.0.0.1:PORT/cam and prints "ready" once listening. (FFmpeg's `-rtsp_flags listen`
 only receives a stream; it cannot serve one to a player.)
 """
