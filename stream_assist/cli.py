@@ -149,6 +149,12 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--video", type=Path, help="the client streams this file's frames (a recording's .mkv, or any "
                       "video) instead of a generated pattern")
     live.add_argument("--json", action="store_true")
+    source = kinds.add_parser("source", help="camera source and recordings: RTSP frame → model input, decode CPU, "
+                                             "reconnect time, recording cost, replay --fast speed")
+    _model_choice(source)
+    source.add_argument("--seconds", type=float, default=10.0, help="each measured window")
+    source.add_argument("--reconnects", type=int, default=3)
+    source.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
     soak.add_argument("--cycles", type=int, default=200)
@@ -233,6 +239,10 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     files = bench_model_files(args)
+    if args.bench == "source":
+        from .bench import source as bench_source
+
+        return bench_source.main(files, args.seconds, args.reconnects, args.json)
     if args.bench == "soak":
         from .bench import soak as bench_soak
 

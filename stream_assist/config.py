@@ -143,7 +143,7 @@ class SourceConfig:
 
     url: str = ""  # rtsp://, rtsps://, http(s):// (MJPEG, HLS .m3u8), /dev/videoN or a video file; empty: browsers only
     loop: bool = False  # a file source starts again when it ends
-    max_backoff_s: float = 2.0  # a dropped source is reopened after 0.25 s, then twice as long each time, up to this
+    max_backoff_s: float = 1.0  # a dropped source is reopened after 0.25 s, then twice as long each time, up to this
 
 
 @dataclass

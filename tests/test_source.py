@@ -100,7 +100,7 @@ def test_loop_is_only_for_files() -> None:
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
-    assert [backoff(n, 2.0) for n in range(1, 7)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+    assert [backoff(n, 1.0) for n in range(1, 6)] == [0.25, 0.5, 1.0, 1.0, 1.0]
 
 
 def test_unreachable_rtsp_is_one_line_without_the_password() -> None:

@@ -1,4 +1,4 @@
-"""A real RTSP camera for the tests and `bench source`: GStreamer's RTSP server streaming a moving pattern as H.264.
+"""A real RTSP camera for the tests and `bench source`: GStreamer's RTSP server streaming moving colour bars as H.264.
 
 Run with the system Python (python3-gi and gir1.2-gst-rtsp-server-1.0 from Debian), not the venv:
     /usr/bin/python3 stream_assist/bench/rtsp_camera.py PORT [WIDTHxHEIGHT] [FPS]
@@ -22,8 +22,10 @@ server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
 server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},"
-                   f"framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
+# colour bars scrolling sideways: every pixel changes every frame, as in a real camera's picture (not a still one)
+factory.set_launch(f"( videotestsrc is-live=true pattern=smpte horizontal-speed=4 "
+                   f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
+                   f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
                    "! rtph264pay name=pay0 pt=96 config-interval=1 )")
 factory.set_shared(True)  # one encoder for every client, as a camera has
 server.get_mount_points().add_factory("/cam", factory)

@@ -103,7 +103,7 @@ class Recorder:
         video.width, video.height, video.pix_fmt, video.time_base = width, height, "yuv420p", MS
         video.codec_context.time_base = MS  # frames come when the model answers, not at a frame rate
         # zerolatency: no frame held back in the encoder, so what is written is what a kill leaves
-        video.codec_context.options = {"preset": "veryfast", "tune": "zerolatency", "crf": str(self.crf), "g": "30"}
+        video.codec_context.options = {"preset": "superfast", "tune": "zerolatency", "crf": str(self.crf), "g": "30"}
         self._video = video
         self._subtitles = self._container.add_mux_stream("subrip")  # the answers, as text a player shows
         self._subtitles.time_base = MS

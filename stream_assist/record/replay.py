@@ -8,6 +8,7 @@ fast as the model answers.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -63,9 +64,11 @@ def _job(frame: RecordedFrame, prompt: str | None) -> Job:
 
 
 def replay(recording: Recording, worker: InferenceWorker, config: Config, fast: bool = False,
-           prompt: str | None = None, on_result: Callable[[Replayed], None] | None = None) -> list[Replayed]:
+           prompt: str | None = None, on_result: Callable[[Replayed], None] | None = None,
+           limit: int | None = None) -> list[Replayed]:
     """Runs every frame of the recording through the gate, slot and model (see the module's note); returns what
-    happened to each, in order, and hands each on to on_result as soon as it is known (fast) or at the end."""
+    happened to each, in order, and hands each on to on_result as soon as it is known (fast) or at the end. `limit`
+    stops after that many frames."""
     answers = _Answers()
     slot = worker.new_slot()
     key = f"replay-{id(answers)}"
@@ -76,7 +79,7 @@ def replay(recording: Recording, worker: InferenceWorker, config: Config, fast: 
     last_put: Replayed | None = None
     started = time.monotonic()
     try:
-        for frame in recording.frames():
+        for frame in itertools.islice(recording.frames(), limit):
             result = Replayed(frame.n, frame.pts_ms, frame.text, recorded_timeline=frame.timeline or None)
             results.append(result)
             job = _job(frame, prompt)

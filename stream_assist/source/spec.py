@@ -1,8 +1,9 @@
 """What `--source` names: a stream URL, a local webcam, or a file; checked before anything is opened.
 
 Each kind gets the PyAV (FFmpeg) format and options it needs: RTSP over TCP (a lost UDP packet is a
-broken frame), socket timeouts so a source that goes silent ends its read instead of hanging, v4l2 for
-a `/dev/video*` device. The URL as shown in logs, /health and the page has its password removed.
+broken frame), a short analysis of a stream's start (so a reconnect is quick), v4l2 for a `/dev/video*`
+device; a source that goes silent ends its read after player.READ_TIMEOUT_S. The URL as shown in logs,
+/health and the page has its password removed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
-READ_TIMEOUT_US = 5_000_000  # a stream silent this long counts as dropped (then it is reopened)
+# FFmpeg reads 5 s of a stream by default to guess its parameters (2 s from an RTSP camera at 15 fps); the video's
+# parameters come with its first keyframe, and every reconnect waits for this.
+ANALYZE_US = "300000"
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,12 @@ def parse_source(text: str, loop: bool = False) -> SourceSpec:
     if scheme in ("rtsp", "rtsps"):
         if not urlsplit(text).hostname:
             raise ValueError(f"source {redact(text)!r} has no host")
-        return SourceSpec(text, "rtsp", options={"rtsp_transport": "tcp", "timeout": str(READ_TIMEOUT_US)})
+        return SourceSpec(text, "rtsp", options={"rtsp_transport": "tcp", "analyzeduration": ANALYZE_US})
     if scheme in ("http", "https"):
         if not urlsplit(text).hostname:
             raise ValueError(f"source {redact(text)!r} has no host")
         kind = "hls" if urlsplit(text).path.lower().endswith(".m3u8") else "http"
-        return SourceSpec(text, kind, options={"rw_timeout": str(READ_TIMEOUT_US), "reconnect": "0"})
+        return SourceSpec(text, kind, options={"analyzeduration": ANALYZE_US})
     if scheme:
         raise ValueError(f"source scheme {scheme!r} is not one of {', '.join(STREAM_SCHEMES)} (or a file, or "
                          "/dev/videoN)")
