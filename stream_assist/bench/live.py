@@ -88,13 +88,7 @@ async def live(files: ModelFiles, config: ModelConfig, size: tuple[int, int], fp
             client = await connect(url, size[0], size[1], fps, video_file=video)
             try:
                 await client.next_message("guidance", timeout=600)  # warm-up
-                got: list[dict] = []
-                end = time.monotonic() + seconds
-                while (left := end - time.monotonic()) > 0:
-                    try:
-                        got.append(await client.next_message("guidance", timeout=left))
-                    except TimeoutError:
-                        break
+                got = await client.collect("guidance", seconds)
             finally:
                 await client.close()
         finally:

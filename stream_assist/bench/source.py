@@ -38,18 +38,6 @@ from .server_process import free_port, start_server_process
 from .synthetic_client import Client, connect
 
 
-async def _guidance(client: Client, seconds: float) -> list[dict]:
-    """The guidance messages that arrive within `seconds`."""
-    got: list[dict] = []
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        try:
-            got.append(await client.next_message("guidance", timeout=left))
-        except TimeoutError:
-            break
-    return got
-
-
 async def _state(client: Client, wanted: str) -> float:
     """Waits for a `source` message with this state; returns when it came (time.monotonic())."""
     while (await client.next_message("source", timeout=120))["state"] != wanted:
@@ -77,7 +65,7 @@ async def measure_rtsp(files: ModelFiles, seconds: float, reconnects: int) -> di
         try:
             await client.next_message("guidance", timeout=600)  # warmed up
             cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
-            got = await _guidance(client, seconds)
+            got = await client.collect("guidance", seconds)
             full_cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
             client.send({"type": "pause"})  # frames are still received and decoded, nothing more
             await client.next_message("status")

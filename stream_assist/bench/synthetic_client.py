@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -152,6 +153,17 @@ class Client:
                 if msg.get("type") in kinds:
                     return msg
         return await asyncio.wait_for(find(), timeout)
+
+    async def collect(self, kind: str, seconds: float) -> list[dict]:
+        """The messages of this type that arrive within `seconds` (a benchmark's measured window)."""
+        got: list[dict] = []
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                got.append(await self.next_message(kind, timeout=left))
+            except TimeoutError:
+                break
+        return got
 
     def send(self, obj: object) -> None:
         self.channel.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
