@@ -4,13 +4,16 @@ and the bad input a user can give `--source`."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -190,3 +193,60 @@ async def test_rtsp_camera_is_guided_and_comes_back_after_it_drops(vision_model)
                 assert later["frame_id"] > first["frame_id"]  # the frame counter goes on across the drop
             finally:
                 await client.close()
+
+
+class MjpegCamera(http.server.BaseHTTPRequestHandler):
+    """An IP camera's MJPEG over HTTP: multipart/x-mixed-replace JPEGs of a moving pattern, 320x240, until closed."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for i in range(150):
+            picture = np.zeros((240, 320, 3), np.uint8)
+            picture[:, (i * 4) % 320:] = (40, 160, 220)
+            jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+            try:
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                                 + jpeg + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
+
+
+@contextlib.contextmanager
+def http_server(handler) -> Iterator[int]:  # noqa: ANN001 - a request handler class or factory
+    """A threaded HTTP server on a free loopback port (bound before this returns); yields the port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_mjpeg_over_http_is_a_source() -> None:
+    with http_server(MjpegCamera) as port:
+        spec = parse_source(f"http://127.0.0.1:{port}/video.mjpg")
+        assert spec.kind == "http" and probe(spec) == (320, 240, "mjpeg")
+
+
+def test_hls_is_a_source(tmp_path: Path) -> None:
+    """An HLS playlist and its segments over HTTP (a VOD playlist written by FFmpeg) are opened and decoded."""
+    clip = make_clip(tmp_path / "clip.mp4", 2.0)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(clip), "-c", "copy", "-f", "hls",
+                    "-hls_time", "1", "-hls_playlist_type", "vod", str(tmp_path / "index.m3u8")], check=True)
+
+    class Files(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    with http_server(Files) as port:
+        spec = parse_source(f"http://127.0.0.1:{port}/index.m3u8")
+        assert spec.kind == "hls" and probe(spec) == (320, 240, "h264")
