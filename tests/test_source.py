@@ -250,3 +250,27 @@ def test_hls_is_a_source(tmp_path: Path) -> None:
     with http_server(Files) as port:
         spec = parse_source(f"http://127.0.0.1:{port}/index.m3u8")
         assert spec.kind == "hls" and probe(spec) == (320, 240, "h264")
+
+
+@ASYNC
+async def test_a_cut_file_plays_up_to_the_cut_then_says_it_ended(tmp_path: Path, vision_model) -> None:  # noqa: ANN001
+    """A clip cut short at 60 % of its bytes, without --loop: guided up to the cut, then `ended`; the server stays up."""
+    clip = make_clip(tmp_path / "clip.mp4", 2.0)
+    cut = tmp_path / "cut.ts"  # MPEG-TS: a cut one still opens (an MP4's index is at its end)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(clip), "-c", "copy", str(cut)],
+                   check=True)
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    config = small_config()
+    config.source.url = str(cut)
+    async with source_server(vision_model, config) as (base, state):
+        client = await connect(base, camera=False)
+        try:
+            if state.feed.state.state != "ended":  # (a short clip may have ended before this page connected)
+                await wait_state(client, "ended")
+            assert state.feed.state.error == "the file ended" and state.source.counters()["received"] > 0
+            async with aiohttp.ClientSession() as http:
+                health = await (await http.get(f"{base}/health")).json()
+            assert health["source"]["state"] == "ended" and health["worker_alive"]
+        finally:
+            await client.close()
