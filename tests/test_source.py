@@ -254,7 +254,7 @@ def test_hls_is_a_source(tmp_path: Path) -> None:
 
 @ASYNC
 async def test_a_cut_file_plays_up_to_the_cut_then_says_it_ended(tmp_path: Path, vision_model) -> None:  # noqa: ANN001
-    """A clip cut short at 60 % of its bytes, without --loop: guided up to the cut, then `ended`; the server stays up."""
+    """A clip cut at 60 % of its bytes, without --loop: guided up to the cut, then `ended`; the server stays up."""
     clip = make_clip(tmp_path / "clip.mp4", 2.0)
     cut = tmp_path / "cut.ts"  # MPEG-TS: a cut one still opens (an MP4's index is at its end)
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(clip), "-c", "copy", str(cut)],
