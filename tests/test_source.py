@@ -164,6 +164,14 @@ async def test_a_looping_file_runs_the_change_gate_and_the_slot_as_a_camera_does
             assert float(unchanged.split()[-1]) > 0
             assert "stream_assist_source_up 1.0" in metrics
             assert health["source"]["camera"] == "file" and health["source"]["state"] == "live"
+            # a second page that does send video watches too: its video is drained, never guided
+            other = await connect(base)
+            try:
+                await other.next_message("guidance")
+                assert state.source.viewers == set(state.sessions.values()) and len(state.sessions) == 2
+                assert all(s.counters()["received"] == 0 for s in state.sessions.values())
+            finally:
+                await other.close()
         finally:
             await client.close()
 

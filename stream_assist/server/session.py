@@ -106,7 +106,10 @@ class Session:
         if track.kind == "audio" and self.voice is None:
             self.voice = VoiceLink(self, track)
             self._spawn(self.voice.listen())
-        if track.kind != "video" or self.sampler is not None or self.follows is not None:
+        if track.kind != "video" or self.sampler is not None:
+            return
+        if self.follows is not None:  # a page watching the server's camera: its own video is drained, not used
+            self._spawn(FrameSampler(track, 1.0).drain())
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
         if receiver is not None:
