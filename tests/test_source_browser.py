@@ -34,4 +34,7 @@ async def test_page_watches_the_server_camera_and_its_spoken_pause_reaches_it(vi
             # "pause", said into this page's microphone, pauses the source, and every page shows it
             await page.wait_for_function("document.getElementById('state').textContent === 'paused'", timeout=60_000)
             assert state.source.state.paused
+            await page.click("#dashboard summary")  # the dashboard says what the camera does
+            await page.wait_for_function("document.getElementById('server').textContent.includes('camera live')",
+                                         timeout=30_000)
             await page.screenshot(path=str(tmp_path / "watch.png"))

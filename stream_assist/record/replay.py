@@ -79,21 +79,24 @@ def replay(recording: Recording, worker: InferenceWorker, config: Config, fast: 
     last_put: Replayed | None = None
     started = time.monotonic()
     try:
-        for frame in itertools.islice(recording.frames(), limit):
+        frames = itertools.islice(recording.frames(), limit)
+        upcoming = next(frames, None)
+        while (frame := upcoming) is not None:
             result = Replayed(frame.n, frame.pts_ms, frame.text, recorded_timeline=frame.timeline or None)
             results.append(result)
-            job = _job(frame, prompt)
             if not fast:
                 time.sleep(max(0.0, started + frame.pts_ms / 1000 - time.monotonic()))  # the recorded pace
-                if not gate.admit(thumbnail(frame.rgb), time.time()):
-                    result.skipped = "unchanged"
-                    continue
-            job.timeline.mark("queued")
-            if slot.put(job) and last_put is not None:  # the frame waiting there was never taken
-                last_put.skipped = "dropped"
-                asked.discard(last_put.n)
-            asked.add(frame.n)
-            last_put = result
+            if fast or gate.admit(thumbnail(frame.rgb), time.time()):
+                job = _job(frame, prompt)
+                job.timeline.mark("queued")
+                if slot.put(job) and last_put is not None:  # the frame waiting there was never taken
+                    last_put.skipped = "dropped"
+                    asked.discard(last_put.n)
+                asked.add(frame.n)
+                last_put = result
+            else:
+                result.skipped = "unchanged"
+            upcoming = next(frames, None)  # decoded while the model answers
             if fast:
                 answers.wait_for({frame.n})
                 _fill(result, answers.outcomes[frame.n])

@@ -209,6 +209,7 @@ async def stats(request: web.Request) -> web.Response:
         "worker_in_progress": state.worker.in_progress,
         "endpoints": [{"url": e["url"], "healthy": e["healthy"], "in_flight": e["in_flight"]}
                       for e in endpoints(state.worker.model)],
+        "source": state.feed.state.as_dict() if state.feed else None,
     })
 
 
