@@ -167,3 +167,29 @@ async def test_a_served_source_is_recorded_and_replays_through_the_model(tmp_pat
     assert [r["n"] for r in replayed] == list(range(len(recorded)))
     assert all(r["now"] is not None and r["recorded"] == f.text for r, f in zip(replayed, recorded, strict=True))
     assert f"{len(recorded)} frames, {len(recorded)} answered" in capsys.readouterr().out
+
+
+@ASYNC
+async def test_each_browser_session_is_recorded_with_what_it_was_sent(tmp_path: Path, vision_model) -> None:  # noqa: ANN001
+    from .conftest import running_server
+
+    config = small_config()
+    config.record.dir = str(tmp_path / "recordings")
+    async with running_server(vision_model, config) as (base, state):
+        client = await connect(base)
+        try:
+            for _ in range(3):
+                await client.next_message("guidance")
+            client.send({"type": "settings", "task": "fix the lamp"})
+            await client.next_message("status")
+            session = next(iter(state.sessions.values()))
+        finally:
+            await client.close()
+        await session.closed.wait()  # its recording is finished when it has closed
+    (video,) = (tmp_path / "recordings").glob(f"*-{session.id}.mkv")
+    recording = open_recording(video)
+    assert len(list(recording.frames())) >= 3
+    sent = [line["kind"] for line in recording.lines if line["event"] == "message"]
+    assert sent.count("guidance") >= 3 and "status" in sent
+    assert any(line["fields"].get("task") == "fix the lamp" for line in recording.lines if line["event"] == "message")
+    assert recording.lines[-1]["event"] == "end"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import av
 import numpy as np
@@ -58,9 +58,10 @@ class Recorder:
         self._subtitles: Any = None
         self._t0: float | None = None
         self._last_pts = -1
-        self._side = open(self.side_path, "a", encoding="utf-8")
-        self._line({"event": "header", "format": FORMAT, "version": VERSION, "started": round(time.time(), 3),
-                    "video": self.video_path.name, "source": source})
+        self._side: TextIO | None = None  # opened with the first line: a session that never started leaves nothing
+        self._header = {"event": "header", "format": FORMAT, "version": VERSION, "started": round(time.time(), 3),
+                        "video": self.video_path.name, "source": source}
+        self._done = False
 
     def frame(self, job: Job, text: str) -> None:
         """Records a frame the model answered, its timeline and the answer."""
@@ -91,8 +92,11 @@ class Recorder:
             self.full = True
 
     def _line(self, record: dict[str, Any]) -> None:
-        if self._side.closed:
+        if self._done:
             return
+        if self._side is None:
+            self._side = open(self.side_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by _finish
+            self._side.write(json.dumps(self._header, ensure_ascii=False) + "\n")
         self._side.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n")
         self._side.flush()
 
@@ -140,7 +144,8 @@ class Recorder:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-        if not self._side.closed:
+        if self._side is not None and not self._done:
             self._line({"event": "end", "reason": reason, "frames": self.frames})
             self._side.close()
+        self._done = True
         self.full = True
