@@ -193,3 +193,30 @@ async def test_each_browser_session_is_recorded_with_what_it_was_sent(tmp_path: 
     assert sent.count("guidance") >= 3 and "status" in sent
     assert any(line["fields"].get("task") == "fix the lamp" for line in recording.lines if line["event"] == "message")
     assert recording.lines[-1]["event"] == "end"
+
+
+@ASYNC
+async def test_the_page_record_switch_starts_and_stops_a_recording(vision_model) -> None:  # noqa: ANN001
+    """Without record.dir, `record` on/off records the session into the data directory's recordings/."""
+    from stream_assist.assistant.places import data_dir
+
+    from .conftest import running_server
+
+    config = small_config()
+    async with running_server(vision_model, config) as (base, state):
+        client = await connect(base)
+        try:
+            assert client.ready["recording"] is None
+            client.send({"type": "record", "on": True})
+            name = (await client.next_message("status"))["recording"]
+            assert name.endswith(".mkv")
+            for _ in range(2):
+                await client.next_message("guidance")
+            client.send({"type": "record", "on": False})
+            assert (await client.next_message("status"))["recording"] is None  # sent once the file is finished
+            client.send({"type": "record", "on": "yes"})
+            assert (await client.next_message("error"))["code"] == "bad_field"
+        finally:
+            await client.close()
+    recording = open_recording(data_dir(config.assistant) / "recordings" / name)
+    assert len(list(recording.frames())) >= 2 and recording.lines[-1]["event"] == "end"

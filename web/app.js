@@ -197,6 +197,7 @@ function showSettings(msg) {
   set(ui.task, msg.task);
   set(ui.interval, msg.interval_s);
   ui.customWrap.hidden = ui.preset.value !== "custom";
+  if (msg.recording !== undefined) document.getElementById("record").checked = msg.recording !== null;
   if (typeof msg.paused === "boolean") {
     paused = msg.paused;
     ui.pause.textContent = paused ? "Resume" : "Pause";
@@ -514,6 +515,7 @@ ui.pause.onclick = () => {
 };
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
 ui.apply.onclick = () => send(settingsMessage());
+document.getElementById("record").onchange = (event) => send({ type: "record", on: event.target.checked });
 
 // "Show what the model sees": the newest enhanced frame, refreshed once a second beside the preview.
 const enhancedView = document.getElementById("enhanced");

@@ -22,7 +22,8 @@ from typing import Any, TextIO
 import av
 import numpy as np
 
-from ..config import RecordConfig
+from ..assistant.places import data_dir
+from ..config import Config, RecordConfig
 from ..inference.worker import Job
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ def recording_paths(path: Path) -> tuple[Path, Path]:
     """The video and side file of a recording named by either of them (or by its name without a suffix)."""
     base = path.with_suffix("") if path.suffix in (".mkv", ".jsonl") else path
     return base.with_suffix(".mkv"), base.with_suffix(".jsonl")
+
+
+def recordings_dir(config: Config) -> Path:
+    """`record.dir`, or `recordings/` in the data directory (beside the task journals) for a page's Record switch."""
+    return Path(config.record.dir).expanduser() if config.record.dir else data_dir(config.assistant) / "recordings"
+
+
+def start_recording(config: Config, name: str, source: str | None = None) -> Recorder:
+    """A new recording named by the time and `name` (a session id)."""
+    return Recorder(recordings_dir(config), f"{time.strftime('%Y%m%d-%H%M%S')}-{name}", config.record, source)
 
 
 class Recorder:

@@ -28,7 +28,7 @@ from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
 from ..latency.timeline import Timeline
-from ..record.recorder import Recorder
+from ..record.recorder import Recorder, start_recording
 from ..video.change_gate import ChangeGate, thumbnail
 from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
@@ -263,6 +263,7 @@ class Session:
                   interval_s=owner.state.interval_s, quiet=owner.assistant.state.policy.hushed,
                   frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed or owner is not self,
                   recent=list(owner.state.recent), counters=owner.counters(), watch=owner is not self,
+                  recording=owner.recorder.video_path.name if owner.recorder is not None else None,
                   **owner.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
@@ -315,6 +316,13 @@ class Session:
         elif isinstance(message, protocol.Speaking):
             if self.voice is not None:
                 self.voice.speaking(message)
+        elif isinstance(message, protocol.Record):
+            if message.on and self.recorder is None:
+                self.recorder = start_recording(self.config, self.id)
+            if message.on or self.recorder is None:
+                self._send_status("recording" if message.on else "running")
+            else:
+                self._spawn(self._stop_recording())
         else:
             try:  # the task first: a bad card or step list changes nothing
                 card = self.assistant.resolve(message.card, list(message.steps) if message.steps is not None
@@ -334,6 +342,12 @@ class Session:
                 self.state.interval_s = message.interval_s
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
+
+    async def _stop_recording(self) -> None:
+        """Finishes the recording (its writer thread first), then says so: the file is complete when `status` comes."""
+        recorder, self.recorder = self.recorder, None
+        await self._loop.run_in_executor(self.executor, recorder.close)
+        self._send_status("running")
 
     def person_speaking(self, on: bool) -> None:
         """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""

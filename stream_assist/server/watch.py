@@ -12,15 +12,13 @@ import asyncio
 import base64
 import hashlib
 import logging
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from aiohttp import web
 
-from ..record.recorder import Recorder
+from ..record.recorder import Recorder, start_recording
 from ..source.feed import SourceFeed
 from ..source.spec import SourceSpec, parse_source
 from .session import Session
@@ -40,12 +38,8 @@ def source_token(spec: SourceSpec) -> str:
 
 
 def recorder_for(state: ServerState, name: str, source: str | None = None) -> Recorder | None:
-    """A recording for a new session, when `record.dir` is set."""
-    settings = state.config.record
-    if not settings.dir:
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Recorder(Path(settings.dir).expanduser(), f"{stamp}-{name}", settings, source)
+    """A recording for a new session from its start, when `record.dir` is set (else only on a page's request)."""
+    return start_recording(state.config, name, source) if state.config.record.dir else None
 
 
 async def start_source(state: ServerState) -> None:
