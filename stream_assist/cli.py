@@ -137,6 +137,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       "isolated model is called from: main thread, a second thread, a model process)")
     live.add_argument("--live-process", choices=("child", "inline"), default="child",
                       help="model.process of the live server")
+    live.add_argument("--card", default="", help="follow this task card: every frame asks whether its step is done")
     live.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
@@ -246,7 +247,7 @@ def bench(args: argparse.Namespace) -> int:
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
         return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
-                               modes, args.live_process, args.json)
+                               modes, args.live_process, args.json, args.card)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
