@@ -24,7 +24,8 @@ from ..inference.model_process import ModelProcess
 from ..inference.model_source import ModelFiles
 from ..inference.prompts import PromptSettings
 from ..inference.vision_model import Generation, VisionModel
-from .model import TASK_QUESTION, VERDICT, test_frame
+from .model import VERDICT, test_frame
+from .random_model import TASK_CONTEXT, TASK_QUESTION
 from .server_process import start_server_process
 from .synthetic_client import Client, connect
 
@@ -52,15 +53,15 @@ def isolated(files: ModelFiles, config: ModelConfig, size: tuple[int, int], repe
     `task`: a task card's question, its verdict read in one step."""
     frame = test_frame(*size)
     frames = [frame[:, ::-1].copy() if i % 2 else frame for i in range(repeats + 1)]
-    prompt, choices = (TASK_QUESTION, VERDICT) if task else (PromptSettings().text(), None)
+    prompt, context, choices = (TASK_QUESTION, TASK_CONTEXT, VERDICT) if task else (PromptSettings().text(), "", None)
     model = ModelProcess(files, config) if where == "child" else VisionModel(files, config)
     second = ThreadPoolExecutor(max_workers=1)  # one long-lived thread, as the server's inference worker
     rows: list[dict[str, float]] = []
     try:
         for rgb in frames:
             called = time.time()
-            gen = second.submit(model.describe, rgb, prompt, choices=choices).result() if where == "thread" \
-                else model.describe(rgb, prompt, choices=choices)
+            gen = second.submit(model.describe, rgb, prompt, choices=choices, context=context).result() \
+                if where == "thread" else model.describe(rgb, prompt, choices=choices, context=context)
             rows.append(_phases(gen, called))
     finally:
         second.shutdown()
