@@ -148,6 +148,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       help="model.process of the live server")
     live.add_argument("--video", type=Path, help="the client streams this file's frames (a recording's .mkv, or any "
                       "video) instead of a generated pattern")
+    live.add_argument("--card", default="", help="follow this task card: every frame asks whether its step is done")
     live.add_argument("--json", action="store_true")
     source = kinds.add_parser("source", help="camera source and recordings: RTSP frame → model input, decode CPU, "
                                              "reconnect time, recording cost, replay --fast speed")
@@ -267,7 +268,7 @@ def bench(args: argparse.Namespace) -> int:
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
         return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
-                               modes, args.live_process, args.json, args.video)
+                               modes, args.live_process, args.json, args.card, args.video)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,

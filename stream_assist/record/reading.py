@@ -28,6 +28,7 @@ class RecordedFrame:
     rgb: np.ndarray
     frame_id: int = 0
     prompt: str = ""
+    context: str = ""  # what the frames had in common (a task's step), asked before the image
     timeline: dict[str, float] = field(default_factory=dict)
     text: str = ""
 
@@ -56,7 +57,8 @@ class Recording:
                     info = described[n] if n < len(described) else {}
                     pts_ms = int(frame.pts * frame.time_base * 1000) if frame.pts is not None else 0
                     yield RecordedFrame(n, pts_ms, frame.to_ndarray(format="rgb24"), info.get("frame_id", 0),
-                                        info.get("prompt", ""), info.get("timeline", {}), info.get("text", ""))
+                                        info.get("prompt", ""), info.get("context", ""), info.get("timeline", {}),
+                                        info.get("text", ""))
                     n += 1
             except av.FFmpegError as e:  # a cut or damaged file: what came before the damage is kept
                 log.warning("%s: decoding stopped after %d frames: %s", self.video.name, n, e.strerror)

@@ -77,7 +77,7 @@ class Recorder:
     def frame(self, job: Job, text: str) -> None:
         """Records a frame the model answered, its timeline and the answer."""
         self._submit(self._write_frame, job.rgb, job.timeline.marks.get("decoded", time.time()), job.frame_id,
-                     job.prompt, job.timeline.as_ms(), text)
+                     job.prompt, job.context, job.timeline.as_ms(), text)
 
     def message(self, kind: str, fields: dict[str, Any]) -> None:
         """Records a message the session sent (guidance, task events, what was heard)."""
@@ -123,8 +123,8 @@ class Recorder:
         self._subtitles = self._container.add_mux_stream("subrip")  # the answers, as text a player shows
         self._subtitles.time_base = MS
 
-    def _write_frame(self, rgb: np.ndarray, decoded: float, frame_id: int, prompt: str, timeline: dict,
-                     text: str) -> None:
+    def _write_frame(self, rgb: np.ndarray, decoded: float, frame_id: int, prompt: str, context: str,
+                     timeline: dict, text: str) -> None:
         if self.full:
             return
         if self._container is None:
@@ -143,7 +143,7 @@ class Recorder:
                                                                                          SUBTITLE_MS, MS)
             self._container.mux(packet)
         self._line({"event": "frame", "n": self.frames, "pts_ms": pts, "frame_id": frame_id, "prompt": prompt,
-                    "timeline": timeline, "text": text})
+                    "context": context, "timeline": timeline, "text": text})
         self.frames += 1
         if self.video_path.stat().st_size >= self.max_bytes:
             log.warning("recording %s reached %.0f MB; it stops here", self.video_path.name, self.max_bytes / 1e6)

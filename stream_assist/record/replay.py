@@ -60,7 +60,9 @@ def _job(frame: RecordedFrame, prompt: str | None) -> Job:
     timeline = Timeline()
     for stage in ("decoded", "sampled", "enhanced"):  # recorded frames are decoded and already enhanced
         timeline.mark(stage)
-    return Job(frame.n, frame.rgb, prompt or frame.prompt or PromptSettings().text(), timeline)
+    if prompt:  # a question of today's: the recorded step context is not asked with it
+        return Job(frame.n, frame.rgb, prompt, timeline)
+    return Job(frame.n, frame.rgb, frame.prompt or PromptSettings().text(), timeline, context=frame.context)
 
 
 def replay(recording: Recording, worker: InferenceWorker, config: Config, fast: bool = False,

@@ -130,7 +130,7 @@ class Session:
         self._spawn(self._feed(self.sampler))
         return drain
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, choices: Choices | None,
+    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, context: str, choices: Choices | None,
                  estimate: float | None) -> None:
         """Runs in the executor: decoded frame → RGB at model size → enhanced → (if the scene changed) into
         the slot, where the worker can take it without waiting for the event loop to come round."""
@@ -144,7 +144,7 @@ class Session:
         timeline.mark("queued")
         self.last_enhanced = out
         self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth},
-                          choices=choices))
+                          choices=choices, context=context))
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -160,10 +160,11 @@ class Session:
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
                 prompt = self.assistant.question() or self.state.prompt.text()  # a task's narrow question, if on
+                context = self.assistant.context()  # its step, asked once before the image
                 words = self.assistant.verdict_words()  # its verdict read from one decoding step
                 choices = Choices(words, self.config.assistant.verdict_min_mass) if words else None
-                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, choices,
-                                                 estimate)
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, context,
+                                                 choices, estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -203,7 +204,7 @@ class Session:
                      tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens,
                              "completion": gen.completion_tokens, "image_encodes": gen.image_encodes},
                      verdict=gen.verdict)
-        for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict):  # shown? said?
+        for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict, job.context):  # said?
             self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
 
     def counters(self) -> dict[str, int]:
