@@ -282,3 +282,21 @@ async def test_a_cut_file_plays_up_to_the_cut_then_says_it_ended(tmp_path: Path,
             assert health["source"]["state"] == "ended" and health["worker_alive"]
         finally:
             await client.close()
+
+
+@ASYNC
+async def test_the_camera_is_seen_only_with_the_access_token(tmp_path: Path, vision_model) -> None:  # noqa: ANN001
+    """Beyond loopback the camera's frames are behind the token, like every data route: MJPEG for the <img>."""
+    config = small_config()
+    config.source.url = str(make_clip(tmp_path / "clip.mp4", 2.0))
+    config.source.loop = True
+    config.server.token = "camera-token"
+    async with source_server(vision_model, config) as (base, _):
+        async with aiohttp.ClientSession() as http:
+            for path in ("/source", "/source/video.mjpg"):
+                assert (await http.get(base + path)).status == 401
+            async with http.get(base + "/source/video.mjpg?token=camera-token") as res:
+                assert res.status == 200 and res.content_type == "multipart/x-mixed-replace"
+                part = await res.content.readuntil(b"\r\n\r\n")  # the first frame's headers
+                assert b"Content-Type: image/jpeg" in part
+                assert (await res.content.readexactly(2)) == b"\xff\xd8"  # a JPEG starts here
