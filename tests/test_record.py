@@ -220,3 +220,17 @@ async def test_the_page_record_switch_starts_and_stops_a_recording(vision_model)
             await client.close()
     recording = open_recording(data_dir(config.assistant) / "recordings" / name)
     assert len(list(recording.frames())) >= 2 and recording.lines[-1]["event"] == "end"
+
+
+@ASYNC
+async def test_a_benchmark_client_streams_a_recording_as_its_camera(tmp_path: Path) -> None:
+    """`bench load/live --video`: the synthetic camera plays a recording's frames, at its own size, over and over."""
+    from stream_assist.bench.synthetic_client import SyntheticCamera
+
+    recorder = write(tmp_path, 3)
+    camera = SyntheticCamera(128, 96, 1000.0, video=recorder.video_path)
+    frames = [(await camera.recv()).to_ndarray(format="rgb24") for _ in range(4)]
+    camera.stop()
+    assert all(f.shape == (96, 128, 3) for f in frames)
+    assert np.abs(frames[3].astype(int) - frames[0]).mean() < 2  # the fourth is the first again (3 recorded)
+    assert np.abs(frames[1].astype(int) - frames[0]).mean() > 5
