@@ -1,0 +1,144 @@
+"""Whisper through faster-whisper / CTranslate2 as a Recogniser: commands scored, tasks transcribed.
+
+A lone word transcribed freely is a guess ("pause" → "Bause.", "back" → "Bye."), so a command is decided among the
+grammar's phrases: the audio is encoded once on a short window (a few seconds, not the 30 s faster-whisper pads to),
+each phrase's tokens are scored against it in one batched teacher-forced pass (CTranslate2's `Whisper.align`), and
+the best phrase counts only when it is likely on its own and well ahead of the runner-up. Free transcription runs
+only for what is not a command: "my task is …" and the sentences shown as heard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .commands import CONFIRM, PHRASES, TASK_PREFIX, Word
+from .transcript import task_text, transcript_words
+
+RATE = 16000
+HOP = 160  # samples per mel frame
+LEAD_S = 0.2  # silence before the utterance: whisper drops a word cut right at the start of its input
+COMMAND_FRAMES = 300  # a command's window, 3 s: encoded in ~12-25 ms instead of the 30 s window's ~450 ms
+MAX_FRAMES = 3000  # whisper's own window, for long speech
+TAIL_FRAMES = 100  # longer speech: its length + 1 s of silence, rounded up to a whole second
+# a phrase's summed token log-probability must reach MIN_SCORE and beat every other phrase by MIN_MARGIN (nats).
+# Measured on `bench voice`'s set (6 voices × speeds, clean and 3 backgrounds at 10 and 20 dB): commands said
+# scored -4.3 at the median (5 % below -10.8), sentences -12.7 (5 % above -6.4); this pair kept sentences taken for
+# a command at 1 % and commands taken for another at 0 %, with clean commands 100 % right
+MIN_SCORE = -9.0
+MIN_MARGIN = 1.0
+LONGEST_COMMAND_S = 2.2  # of speech as the VAD spans it: noise keeps it on past the word; the scores judge the rest
+THREADS = 1  # one core on the voice thread: the other stays with the vision model
+
+
+def spelled(phrase: str) -> str:
+    """How whisper writes a phrase said on its own: ' Next.' (it scored a bare ' next' far lower)."""
+    return f" {phrase.capitalize()}" + ("" if phrase == TASK_PREFIX else ".")
+
+
+@dataclass
+class Encoded:
+    pcm: bytes
+    features: object  # ctranslate2.StorageView, [1, frames // 2, width]
+    frames: int  # of speech (and lead), the rest of the window is silence
+    scores: dict[str, float] | None = None  # per phrase, once scored
+    confirming: bool = False  # whether yes / no were among the phrases scored
+    transcript: str | None = None  # once transcribed
+
+
+class FasterWhisper:
+    """One CTranslate2 whisper model shared by every session; calls are serialised (the voice thread is one)."""
+
+    def __init__(self, folder: Path) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        self._lock = threading.Lock()
+        model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=THREADS,
+                             local_files_only=True)
+        self._features, self._model = model.feature_extractor, model.model
+        self._tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                                    language="en")
+        self._start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # "my task is" is found in the transcript of what is not a command, so it is not scored
+        self._phrases = {p: self._tokenizer.encode(spelled(p)) for p in [*PHRASES, *CONFIRM] if p != TASK_PREFIX}
+        self._last: Encoded | None = None  # the utterance just heard: its early and final passes share it
+        self.last_confidence: float | None = None  # best phrase's margin over the runner-up, for `bench voice`
+
+    def _encode(self, pcm: bytes) -> Encoded:
+        """The utterance's encoder output, computed once for the early and the final pass over the same PCM."""
+        if self._last is not None and self._last.pcm == pcm:
+            return self._last
+        import ctranslate2
+
+        samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+        audio = np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), samples])
+        frames = len(audio) // HOP
+        window = COMMAND_FRAMES if frames <= COMMAND_FRAMES else min(
+            MAX_FRAMES, -(-(frames + TAIL_FRAMES) // TAIL_FRAMES) * TAIL_FRAMES)
+        audio = np.pad(audio, (0, max(0, window * HOP - len(audio))))[:window * HOP]
+        mel = self._features(audio, padding=0)[:, :window]
+        features = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
+                                      to_cpu=True)
+        self._last = Encoded(pcm, features, min(frames, window))
+        return self._last
+
+    def _scores(self, encoded: Encoded, confirming: bool) -> dict[str, float]:
+        """Each phrase's summed log-probability of its tokens given the audio (one batched pass for all; yes and no
+        only while a task waits for them: each phrase costs ~3.5 ms)."""
+        if encoded.scores is None or encoded.confirming != confirming:
+            import ctranslate2
+
+            phrases = [p for p in self._phrases if confirming or p not in CONFIRM]
+            encoded.confirming = confirming
+            batch = np.repeat(np.asarray(encoded.features), len(phrases), axis=0)
+            results = self._model.align(ctranslate2.StorageView.from_array(batch), self._start,
+                                        [self._phrases[p] for p in phrases], encoded.frames)
+            encoded.scores = {p: float(np.sum(np.log(np.maximum(r.text_token_probs, 1e-30))))
+                              for p, r in zip(phrases, results, strict=True)}
+        return encoded.scores
+
+    def _transcript(self, encoded: Encoded) -> str:
+        """Free transcription (greedy; long enough for the speech, no 3-gram repeated: a short window repeats)."""
+        if encoded.transcript is None:
+            seconds = encoded.frames * HOP / RATE
+            result = self._model.generate(encoded.features, [self._start], beam_size=1, no_repeat_ngram_size=3,
+                                          max_length=int(8 + 6 * seconds))[0]
+            encoded.transcript = self._tokenizer.decode(result.sequences_ids[0]).strip()
+        return encoded.transcript
+
+    def commands(self, pcm: bytes, confirming: bool) -> list[Word]:
+        """The phrase said, spanning the utterance; or, for anything else, its transcript (which the rules reject,
+        or take as "my task is …"); none when the transcript reads as a command the scores did not back."""
+        with self._lock:
+            encoded = self._encode(pcm)
+            scores = self._scores(encoded, confirming)
+            best, runner_up = sorted(scores, key=scores.get, reverse=True)[:2]
+            self.last_confidence = scores[best] - scores[runner_up]
+            length_s = len(pcm) / 2 / RATE
+            if scores[best] >= MIN_SCORE and self.last_confidence >= MIN_MARGIN:
+                return _spanning(best, length_s)
+            words = transcript_words([(0.0, length_s, self._transcript(encoded))])
+            return [] if " ".join(w.text for w in words) in scores else words
+
+    def dictate(self, pcm: bytes) -> str:
+        """The task after 'my task is'. The listener passes the tail of the utterance just heard: its transcript
+        is reused rather than transcribing the same speech again."""
+        with self._lock:
+            last = self._last
+            if last is None or not (pcm and last.pcm.endswith(pcm)):
+                last = self._encode(pcm)
+            return task_text(self._transcript(last))
+
+
+def _spanning(phrase: str, length_s: float) -> list[Word]:
+    """The phrase's words over the whole utterance (the score already judged the audio; coverage is full)."""
+    words = phrase.split()
+    step = length_s / len(words)
+    return [Word(w, i * step, (i + 1) * step) for i, w in enumerate(words)]
+
