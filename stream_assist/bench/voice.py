@@ -24,6 +24,7 @@ from ..inference.model_source import ModelFiles
 from ..server.voice_link import known_tasks, listener_settings
 from ..voice.audio_in import to_pcm16k
 from ..voice.commands import PHRASES, Rules, interpret
+from ..voice.faster_whisper_source import describe
 from ..voice.listener import Listener
 from ..voice.recognisers import Recogniser, shared_recogniser
 from ..voice.transcript import normalise
@@ -162,11 +163,11 @@ async def dictation(directory: Path, asr: str) -> dict:
         for task in TASKS:
             proposed = await _dictate_once(padded(_speak(directory, f"my task is {task}", voice, speed)), asr, tasks)
             missed += proposed is None
-            forced += proposed in tasks
+            forced += normalise(proposed or "") in tasks
             errors.setdefault(voice, []).append(word_error_rate(task, proposed or ""))
         for title in tasks:
-            titles += await _dictate_once(padded(_speak(directory, f"my task is {title}", voice, speed)), asr,
-                                          tasks) == title
+            said = await _dictate_once(padded(_speak(directory, f"my task is {title}", voice, speed)), asr, tasks)
+            titles += normalise(said or "") == title  # as the card is matched when "yes" confirms it
     every = [e for v in errors.values() for e in v]
     return {"utterances": len(every), "word_error_rate": round(float(np.mean(every)), 3),
             "word_error_rate_neural": round(float(np.mean(errors[NEURAL])), 3),
@@ -324,7 +325,7 @@ def main(files: ModelFiles, repeats: int, as_json: bool, asrs: list[str]) -> int
           f"clean and {len(CONDITIONS) - 1} backgrounds × levels); model {files.text.name} busy in the live part")
     print(f"load average {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end (a shared machine inflates "
           f"wall times more than CPU times)")
-    names = [r["asr"].split("/")[-1] if r["asr"].startswith("faster-whisper:/") else r["asr"] for r in results]
+    names = [describe(r["asr"]) for r in results]
     print("| figure | " + " | ".join(names) + " | target |")
     print("|---|" + "---|" * len(results) + "---|")
     table = [_rows(r) for r in results]

@@ -28,7 +28,7 @@ from ..enhance.kernels import warm_up
 from ..inference.hardware import apply_hardware_defaults
 from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
-from ..voice.faster_whisper_source import chosen_asr
+from ..voice.faster_whisper_source import chosen_asr, describe
 from .access import middleware, resolve_token
 from .audio_offer import answer_with_declined, decline_undecodable_audio
 from .metrics import Metrics
@@ -52,7 +52,8 @@ class ServerState:
         self.config = apply_hardware_defaults(config, gpu_offload_available())
         if config.voice.enabled:
             config.voice.asr = chosen_asr(config.voice.asr)
-        log.info("voice: %s", f"recogniser {config.voice.asr}" if config.voice.enabled else "off")
+        log.info("voice: %s", f"recogniser {describe(config.voice.asr)} ({config.voice.asr})" if config.voice.enabled
+                 else "off")
         log.info("enhancement kernels ready in %.2f s (compiled, or loaded from Numba's cache)", warm_up())
         self.worker = worker
         self.model_name = model_name

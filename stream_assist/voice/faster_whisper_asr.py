@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ HOP = 160  # samples per mel frame
 LEAD_S = 0.2  # silence before the utterance: whisper drops a word cut right at the start of its input
 COMMAND_FRAMES = 300  # a command's window, 3 s: encoded in ~12-25 ms instead of the 30 s window's ~450 ms
 MAX_FRAMES = 3000  # whisper's own window, for long speech
-TAIL_FRAMES = 100  # longer speech: its length + 1 s of silence, rounded up to a whole second
+TAIL_FRAMES = 300  # silence after speech to be transcribed: with 1 s, 25 % word error on tasks; 3 s, 12 %
 # a phrase's summed token log-probability must reach MIN_SCORE and beat every other phrase by MIN_MARGIN (nats).
 # Measured on `bench voice`'s set (6 voices × speeds, clean and 3 backgrounds at 10 and 20 dB): commands said
 # scored -4.3 at the median (5 % below -10.8), sentences -12.7 (5 % above -6.4); this pair kept sentences taken for
@@ -42,12 +42,18 @@ def spelled(phrase: str) -> str:
 
 @dataclass
 class Encoded:
+    """One utterance: its audio (after LEAD_S of silence) and what has been worked out from it so far."""
+
     pcm: bytes
-    features: object  # ctranslate2.StorageView, [1, frames // 2, width]
-    frames: int  # of speech (and lead), the rest of the window is silence
+    audio: np.ndarray  # float32 at 16 kHz
+    features: dict[int, object] = field(default_factory=dict)  # window in frames → encoder output (StorageView)
     scores: dict[str, float] | None = None  # per phrase, once scored
     confirming: bool = False  # whether yes / no were among the phrases scored
     transcript: str | None = None  # once transcribed
+
+    @property
+    def frames(self) -> int:
+        return len(self.audio) // HOP
 
 
 class FasterWhisper:
@@ -70,23 +76,23 @@ class FasterWhisper:
         self._last: Encoded | None = None  # the utterance just heard: its early and final passes share it
         self.last_confidence: float | None = None  # best phrase's margin over the runner-up, for `bench voice`
 
-    def _encode(self, pcm: bytes) -> Encoded:
-        """The utterance's encoder output, computed once for the early and the final pass over the same PCM."""
-        if self._last is not None and self._last.pcm == pcm:
-            return self._last
-        import ctranslate2
-
-        samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
-        audio = np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), samples])
-        frames = len(audio) // HOP
-        window = COMMAND_FRAMES if frames <= COMMAND_FRAMES else min(
-            MAX_FRAMES, -(-(frames + TAIL_FRAMES) // TAIL_FRAMES) * TAIL_FRAMES)
-        audio = np.pad(audio, (0, max(0, window * HOP - len(audio))))[:window * HOP]
-        mel = self._features(audio, padding=0)[:, :window]
-        features = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
-                                      to_cpu=True)
-        self._last = Encoded(pcm, features, min(frames, window))
+    def _utterance(self, pcm: bytes) -> Encoded:
+        """The utterance being heard: the same object for the early and the final pass over the same PCM."""
+        if self._last is None or self._last.pcm != pcm:
+            samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+            self._last = Encoded(pcm, np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), samples]))
         return self._last
+
+    def _encoded(self, encoded: Encoded, window: int) -> object:
+        """The encoder's output for the audio in a window of `window` mel frames (silence after it), once."""
+        if window not in encoded.features:
+            import ctranslate2
+
+            audio = np.pad(encoded.audio, (0, max(0, window * HOP - len(encoded.audio))))[:window * HOP]
+            mel = self._features(audio, padding=0)[:, :window]
+            encoded.features[window] = self._model.encode(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=True)
+        return encoded.features[window]
 
     def _scores(self, encoded: Encoded, confirming: bool) -> dict[str, float]:
         """Each phrase's summed log-probability of its tokens given the audio (one batched pass for all; yes and no
@@ -96,19 +102,21 @@ class FasterWhisper:
 
             phrases = [p for p in self._phrases if confirming or p not in CONFIRM]
             encoded.confirming = confirming
-            batch = np.repeat(np.asarray(encoded.features), len(phrases), axis=0)
+            batch = np.repeat(np.asarray(self._encoded(encoded, COMMAND_FRAMES)), len(phrases), axis=0)
             results = self._model.align(ctranslate2.StorageView.from_array(batch), self._start,
-                                        [self._phrases[p] for p in phrases], encoded.frames)
+                                        [self._phrases[p] for p in phrases], min(encoded.frames, COMMAND_FRAMES))
             encoded.scores = {p: float(np.sum(np.log(np.maximum(r.text_token_probs, 1e-30))))
                               for p, r in zip(phrases, results, strict=True)}
         return encoded.scores
 
     def _transcript(self, encoded: Encoded) -> str:
-        """Free transcription (greedy; long enough for the speech, no 3-gram repeated: a short window repeats)."""
+        """Free transcription, greedy, on a window with TAIL_FRAMES of silence after the speech (with less, whisper
+        repeats itself into the silence: "My task is true the wheel. My task has"), no 3-gram repeated."""
         if encoded.transcript is None:
-            seconds = encoded.frames * HOP / RATE
-            result = self._model.generate(encoded.features, [self._start], beam_size=1, no_repeat_ngram_size=3,
-                                          max_length=int(8 + 6 * seconds))[0]
+            window = min(MAX_FRAMES, -(-(encoded.frames + TAIL_FRAMES) // 100) * 100)
+            longest = int(8 + 6 * encoded.frames * HOP / RATE)  # tokens: more than anyone says in that time
+            result = self._model.generate(self._encoded(encoded, window), [self._start], beam_size=1,
+                                          no_repeat_ngram_size=3, max_length=longest)[0]
             encoded.transcript = self._tokenizer.decode(result.sequences_ids[0]).strip()
         return encoded.transcript
 
@@ -116,11 +124,13 @@ class FasterWhisper:
         """The phrase said, spanning the utterance; or, for anything else, its transcript (which the rules reject,
         or take as "my task is …"); none when the transcript reads as a command the scores did not back."""
         with self._lock:
-            encoded = self._encode(pcm)
+            encoded = self._utterance(pcm)
+            length_s = len(pcm) / 2 / RATE
+            if encoded.frames > COMMAND_FRAMES:  # longer than any command: only "my task is …" or a sentence
+                return transcript_words([(0.0, length_s, self._transcript(encoded))])
             scores = self._scores(encoded, confirming)
             best, runner_up = sorted(scores, key=scores.get, reverse=True)[:2]
             self.last_confidence = scores[best] - scores[runner_up]
-            length_s = len(pcm) / 2 / RATE
             if scores[best] >= MIN_SCORE and self.last_confidence >= MIN_MARGIN:
                 return _spanning(best, length_s)
             words = transcript_words([(0.0, length_s, self._transcript(encoded))])
@@ -132,7 +142,7 @@ class FasterWhisper:
         with self._lock:
             last = self._last
             if last is None or not (pcm and last.pcm.endswith(pcm)):
-                last = self._encode(pcm)
+                last = self._utterance(pcm)
             return task_text(self._transcript(last))
 
 

@@ -144,6 +144,17 @@ def auto_asr() -> str:
     return "pocketsphinx"
 
 
+def describe(asr: str) -> str:
+    """A short name for a recogniser setting: "faster-whisper tiny.en" for the packaged model or a hub copy."""
+    if not asr.startswith(PREFIX):
+        return asr
+    folder = Path(asr.removeprefix(PREFIX))
+    if PACKAGE in folder.parts:
+        return f"faster-whisper {PACKAGED}"
+    hub = [p for p in folder.parts if p.startswith("models--")]  # the HF cache: models--Systran--faster-whisper-x
+    return f"faster-whisper {hub[0].rsplit('faster-whisper-', 1)[-1] if hub else folder.name}"
+
+
 def chosen_asr(asr: str) -> str:
     """The setting with `auto` replaced by the recogniser it picks here."""
     return auto_asr() if asr == AUTO else asr
