@@ -13,6 +13,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from stream_assist.bench.speech import (
     speak_to_wav,
     with_noise,
 )
+from stream_assist.bench.synthetic_client import connect
 from stream_assist.bench.voice import word_error_rate
 from stream_assist.cli import main
 from stream_assist.config import Config
@@ -43,7 +45,8 @@ from stream_assist.voice.listener import Listener
 from stream_assist.voice.recognisers import checked_asr, shared_recogniser
 from stream_assist.voice.vad import RATE, Segmenter, Utterance
 
-from .voice_clips import need_espeak
+from .conftest import running_server, small_config
+from .voice_clips import need_espeak, to_48k
 
 pytest.importorskip("faster_whisper", reason="the speech extra (pip install 'stream-assist[speech]')")
 if packaged_folder() is None:
@@ -187,13 +190,22 @@ def test_a_named_model_not_cached_offline_is_a_clear_error(tmp_path: Path) -> No
         "(LocalEntryNotFoundError); pass --asr faster-whisper:/path/to/ctranslate2-folder"]
 
 
-async def test_health_says_which_recogniser_auto_picked(vision_model, asr: str) -> None:  # noqa: ANN001
-    from .conftest import running_server, small_config
-
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_session_on_auto_hears_pause_through_whisper_and_health_says_so(vision_model, clips: Path,  # noqa: ANN001
+                                                                               asr: str) -> None:
     config = small_config()
     config.voice.asr = "auto"
     async with running_server(vision_model, config) as (base, _state):
-        import aiohttp
-
         async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as response:
             assert json.loads(await response.text())["asr"] == asr
+        client = await connect(base, microphone=True)
+        try:
+            client.microphone.play(to_48k(say(clips, "pause", NEURAL, 160)))
+            heard = await client.next_message("heard", timeout=60)
+            assert (heard["text"], heard["command"], heard["accepted"]) == ("pause", "pause", True)
+            assert (await client.next_message("status"))["paused"] is True
+            client.microphone.play(to_48k(say(clips, "pass me the next screw", NEURAL, 160)))
+            heard = await client.next_message("heard", timeout=60)
+            assert heard["accepted"] is False and "next" in heard["text"]  # its transcript, shown, not a command
+        finally:
+            await client.close()
