@@ -51,6 +51,13 @@ TASKS = ["change the inner tube on the back wheel", "tighten the rear brake cabl
          "replace the front light battery", "true the wheel"]
 
 
+def _voice_config(asr: str) -> VoiceConfig:
+    """The default voice settings, hearing with asr (the rules depend on the recogniser)."""
+    voice = Config().voice
+    voice.asr = asr
+    return voice
+
+
 def _pct(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None, "n": 0}
@@ -141,7 +148,7 @@ async def _dictate_once(speech: np.ndarray, asr: str, tasks: tuple[str, ...] = (
     """The task a listener proposes for a spoken "my task is …" (None: not heard as a task)."""
     got: list[str | None] = []
     heard = asyncio.Event()
-    listener = Listener(listener_settings(Config().voice), lambda: shared_recogniser(asr, tasks),
+    listener = Listener(listener_settings(_voice_config(asr)), lambda: shared_recogniser(asr, tasks),
                         lambda h, task: (got.append(task if h.command == "task" else None), heard.set()),
                         lambda _state: None)
     stream = np.concatenate([speech, np.zeros(RATE, np.int16)])
@@ -198,7 +205,7 @@ async def _listen_once(speech: np.ndarray, speaking: bool, asr: str) -> dict[str
     returns when each callback came, in seconds from the speech's onset."""
     seen: dict[str, float] = {}
     heard = asyncio.Event()
-    listener = Listener(listener_settings(Config().voice), lambda: shared_recogniser(asr),
+    listener = Listener(listener_settings(_voice_config(asr)), lambda: shared_recogniser(asr),
                         lambda _h, _t: (seen.setdefault("heard", time.monotonic()), heard.set()),
                         lambda state: seen.setdefault(state, time.monotonic()))
     if speaking:
@@ -278,9 +285,7 @@ async def live(files: ModelFiles, directory: Path, repeats: int, asr: str) -> di
 
 def measure(files: ModelFiles, directory: Path, repeats: int, asr: str) -> dict:
     """Every figure for one recogniser, on the same generated set as the others."""
-    settings = Config().voice
-    settings.asr = asr
-    return {"asr": asr, "offline": offline(directory, settings), "dictation": asyncio.run(dictation(directory, asr)),
+    return {"asr": asr, "offline": offline(directory, _voice_config(asr)), "dictation": asyncio.run(dictation(directory, asr)),
             "listener": asyncio.run(listener_alone(directory, repeats, asr)),
             "live": asyncio.run(live(files, directory, repeats, asr))}
 
