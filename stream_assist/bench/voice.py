@@ -286,7 +286,8 @@ async def live(files: ModelFiles, directory: Path, repeats: int, asr: str) -> di
 def measure(files: ModelFiles, directory: Path, repeats: int, asr: str) -> dict:
     """Every figure for one recogniser, on the same generated set as the others."""
     return {"asr": asr, "offline": offline(directory, _voice_config(asr)),
-            "dictation": asyncio.run(dictation(directory, asr)), "listener": asyncio.run(listener_alone(directory, repeats, asr)),
+            "dictation": asyncio.run(dictation(directory, asr)),
+            "listener": asyncio.run(listener_alone(directory, repeats, asr)),
             "live": asyncio.run(live(files, directory, repeats, asr))}
 
 
