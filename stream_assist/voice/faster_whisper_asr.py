@@ -26,7 +26,7 @@ COMMAND_FRAMES = 300  # a command's window, 3 s: encoded in ~12-25 ms instead of
 MAX_FRAMES = 3000  # whisper's own window, for long speech
 TAIL_FRAMES = 300  # silence after speech to be transcribed: with 1 s, 25 % word error on tasks; 3 s, 12 %
 # a phrase's summed token log-probability must reach MIN_SCORE and beat every other phrase by MIN_MARGIN (nats).
-# Measured on `bench voice`'s set (6 voices × speeds, clean and 3 backgrounds at 10 and 20 dB): commands said
+# Measured on `bench voice`'s voices (clean; noise, another voice and a room at 10 dB; noise at 20 dB): commands said
 # scored -4.3 at the median (5 % below -10.8), sentences -12.7 (5 % above -6.4); this pair kept sentences taken for
 # a command at 1 % and commands taken for another at 0 %, with clean commands 100 % right
 MIN_SCORE = -9.0
@@ -36,8 +36,8 @@ THREADS = 1  # one core on the voice thread: the other stays with the vision mod
 
 
 def spelled(phrase: str) -> str:
-    """How whisper writes a phrase said on its own: ' Next.' (it scored a bare ' next' far lower)."""
-    return f" {phrase.capitalize()}" + ("" if phrase == TASK_PREFIX else ".")
+    """How whisper writes a phrase said on its own: ' Next.', ' What now.' (the full stop scores its ending)."""
+    return f" {phrase.capitalize()}."
 
 
 @dataclass
