@@ -31,6 +31,7 @@ TAIL_FRAMES = 300  # silence after speech to be transcribed: with 1 s, 25 % word
 # a command at 1 % and commands taken for another at 0 %, with clean commands 100 % right
 MIN_SCORE = -9.0
 MIN_MARGIN = 1.0
+SHORTLIST = 3  # phrases scored in full, after one decoding step ranks their first tokens (~5 ms)
 LONGEST_COMMAND_S = 2.2  # of speech as the VAD spans it: noise keeps it on past the word; the scores judge the rest
 THREADS = 1  # one core on the voice thread: the other stays with the vision model
 
@@ -102,7 +103,13 @@ class FasterWhisper:
 
             phrases = [p for p in self._phrases if confirming or p not in CONFIRM]
             encoded.confirming = confirming
-            batch = np.repeat(np.asarray(self._encoded(encoded, COMMAND_FRAMES)), len(phrases), axis=0)
+            features = self._encoded(encoded, COMMAND_FRAMES)
+            if len(phrases) > SHORTLIST:  # the phrases whose first token the audio makes likeliest
+                first = self._model.generate(features, [self._start], beam_size=1, max_length=2,
+                                             return_logits_vocab=True, suppress_blank=False, suppress_tokens=[])
+                logits = np.asarray(first[0].logits[0])[0]
+                phrases = sorted(phrases, key=lambda p: logits[self._phrases[p][0]], reverse=True)[:SHORTLIST]
+            batch = np.repeat(np.asarray(features), len(phrases), axis=0)
             results = self._model.align(ctranslate2.StorageView.from_array(batch), self._start,
                                         [self._phrases[p] for p in phrases], min(encoded.frames, COMMAND_FRAMES))
             encoded.scores = {p: float(np.sum(np.log(np.maximum(r.text_token_probs, 1e-30))))
