@@ -1,9 +1,10 @@
 """Whisper through faster-whisper / CTranslate2 as a Recogniser: commands scored, tasks transcribed.
 
 A lone word transcribed freely is a guess ("pause" → "Bause.", "back" → "Bye."), so a command is decided among the
-grammar's phrases: the audio is encoded once on a short window (a few seconds, not the 30 s faster-whisper pads to),
-each phrase's tokens are scored against it in one batched teacher-forced pass (CTranslate2's `Whisper.align`), and
-the best phrase counts only when it is likely on its own and well ahead of the runner-up. Free transcription runs
+grammar's phrases: the audio is encoded once on a short window (3 s, not the 30 s faster-whisper pads to), one
+decoding step ranks the phrases by their first token, the likeliest few are scored in full against the audio in one
+batched teacher-forced pass (CTranslate2's `Whisper.align`), and the best counts only when it is likely on its own
+and ahead of the runner-up. Free transcription runs
 only for what is not a command: "my task is …" and the sentences shown as heard.
 """
 
@@ -96,8 +97,8 @@ class FasterWhisper:
         return encoded.features[window]
 
     def _scores(self, encoded: Encoded, confirming: bool) -> dict[str, float]:
-        """Each phrase's summed log-probability of its tokens given the audio (one batched pass for all; yes and no
-        only while a task waits for them: each phrase costs ~3.5 ms)."""
+        """The shortlisted phrases' summed log-probabilities of their tokens given the audio (each phrase scored
+        costs ~3.5 ms, the ranking step ~5 ms; yes and no are candidates only while a task waits for them)."""
         if encoded.scores is None or encoded.confirming != confirming:
             import ctranslate2
 
