@@ -35,8 +35,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
-    p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
-                   "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
+    p.add_argument("--asr", help="recogniser: auto (default: faster-whisper tiny.en when installed, else "
+                   "pocketsphinx), pocketsphinx, faster-whisper:<tiny.en | base.en | small.en, fetched from the hub "
+                   "once | path to a CTranslate2 folder> (pip install 'stream-assist[speech]'), or whisper:<ggml name "
+                   "| path> (pip install 'stream-assist[whisper]')")
     p.add_argument("--source", metavar="URL|DEVICE|FILE",
                    help="a camera beside the browser, guided from start and watched from any page: rtsp(s)://, "
                         "http(s):// MJPEG or HLS, /dev/videoN, or a video file")
@@ -178,8 +180,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     voice = kinds.add_parser("voice", help="hearing the person: command accuracy, false accepts, latency, CPU")
     _model_choice(voice)
     voice.add_argument("--repeats", type=int, default=10, help="spoken commands in the live part")
-    voice.add_argument("--asr", default="pocketsphinx", help="recogniser, as serve --asr; whisper:random is a "
-                       "random-weight whisper model made here (its text is noise: for the costs only)")
+    voice.add_argument("--asr", action="append", help="recogniser, as serve --asr, repeatable: measured side by side "
+                       "(default: pocketsphinx and auto); whisper:random is a random-weight whisper.cpp model made "
+                       "here (its text is noise: for the costs only)")
     voice.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
@@ -205,9 +208,9 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
 def _bench_asr(asr: str) -> str:
     """The recogniser to measure: whisper:random becomes a random-weight model written to the cache."""
     if asr != "whisper:random":
-        from .voice.whisper_source import local_asr
+        from .voice.recognisers import checked_asr
 
-        return local_asr(asr)
+        return checked_asr(asr)
     from .bench.random_whisper import write_random_whisper
 
     return f"whisper:{write_random_whisper(CACHE_DIR / 'random-models' / 'ggml-random-whisper.bin')}"
@@ -251,7 +254,8 @@ def bench(args: argparse.Namespace) -> int:
     if args.bench == "voice":
         from .bench import voice as bench_voice
 
-        return bench_voice.main(files, args.repeats, args.json, _bench_asr(args.asr))
+        asrs = dict.fromkeys(_bench_asr(a) for a in args.asr or ["pocketsphinx", "auto"])  # in order, once each
+        return bench_voice.main(files, args.repeats, args.json, list(asrs))
     if args.bench == "load":
         from .bench import load as bench_load
 
@@ -447,9 +451,9 @@ def serve(args: argparse.Namespace) -> int:
 
     config = apply_overrides(load_config(args.config), args)
     if config.voice.enabled:
-        from .voice.whisper_source import local_asr
+        from .voice.recognisers import checked_asr
 
-        config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
+        config.voice.asr = checked_asr(config.voice.asr)  # a named model is downloaded and tried now, not mid-session
     context = _ssl_context(args, config.server.host)
     if config.source.url:
         check_source(config.source.url, config.source.loop)

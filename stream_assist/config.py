@@ -126,7 +126,9 @@ class VoiceConfig:
     """Hearing the person over the page's microphone track (stream_assist/voice/)."""
 
     enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
-    asr: str = "pocketsphinx"  # pocketsphinx (offline, model in its wheel) or whisper:<ggml name | path> (pip extra)
+    # auto: faster-whisper tiny.en when it and the model are on this machine (the [speech] extra), else pocketsphinx;
+    # or pocketsphinx, faster-whisper:<tiny.en | base.en | small.en | CTranslate2 folder>, whisper:<ggml name | path>
+    asr: str = "auto"
     vad_aggressiveness: int = 3  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
     end_silence_ms: int = 180  # an utterance ends after this much silence
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
@@ -282,8 +284,9 @@ def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
 
 def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
     return [
-        (voice.asr == "pocketsphinx" or (voice.asr.startswith("whisper:") and len(voice.asr) > len("whisper:")),
-         "voice.asr must be pocketsphinx or whisper:<model name or path>"),
+        (voice.asr in ("auto", "pocketsphinx") or any(voice.asr.startswith(k) and len(voice.asr) > len(k)
+                                                      for k in ("whisper:", "faster-whisper:")),
+         "voice.asr must be auto, pocketsphinx, faster-whisper:<model name or folder> or whisper:<model name or path>"),
         (0 <= voice.vad_aggressiveness <= 3, "voice.vad_aggressiveness must be 0..3"),
         (30 <= voice.end_silence_ms <= 3000, "voice.end_silence_ms must be 30..3000"),
         (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),

@@ -51,6 +51,7 @@ def small_config() -> Config:
     config.pipeline.change_threshold = 0.0  # every frame goes to the model, unless a test says otherwise
     config.server.max_sessions = 4
     config.voice.max_utterance_s = 3.0  # the monologue test stays short
+    config.voice.asr = "pocketsphinx"  # the server tests hear with pocketsphinx; test_voice_faster_whisper uses whisper
     return config
 
 

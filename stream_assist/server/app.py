@@ -28,6 +28,7 @@ from ..inference.hardware import apply_hardware_defaults
 from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
 from ..source.feed import SourceFeed
+from ..voice.faster_whisper_source import chosen_asr, describe
 from .access import middleware, resolve_token
 from .audio_offer import answer_with_declined, decline_undecodable_audio
 from .metrics import Metrics
@@ -50,6 +51,10 @@ class ServerState:
 
     def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
         self.config = apply_hardware_defaults(config, gpu_offload_available())
+        if config.voice.enabled:
+            config.voice.asr = chosen_asr(config.voice.asr)
+        log.info("voice: %s", f"recogniser {describe(config.voice.asr)} ({config.voice.asr})" if config.voice.enabled
+                 else "off")
         log.info("enhancement kernels ready in %.2f s (compiled, or loaded from Numba's cache)", warm_up())
         self.worker = worker
         self.model_name = model_name
@@ -185,6 +190,7 @@ async def health(request: web.Request) -> web.Response:
         "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
+        "asr": state.config.voice.asr if state.config.voice.enabled else "off",  # the recogniser auto picked
         "resumable": len(state.resume),  # closed sessions' state waiting server.resume_s for its page to come back
         "source": state.feed.state.as_dict() if state.feed else None,  # the camera source, when there is one
     })

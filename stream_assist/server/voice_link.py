@@ -14,6 +14,8 @@ from ..assistant.places import usable_cards
 from ..config import AssistantConfig, Config, VoiceConfig
 from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
+from ..voice.faster_whisper_asr import LONGEST_COMMAND_S
+from ..voice.faster_whisper_source import PREFIX, chosen_asr
 from ..voice.listener import Listener, ListenerSettings
 from ..voice.recognisers import shared_recogniser
 from ..voice.transcript import normalise
@@ -24,8 +26,13 @@ HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talk
 
 
 def listener_settings(voice: VoiceConfig) -> ListenerSettings:
+    """The listener's settings from the config. faster-whisper scores whether only a command was said, so the VAD's
+    span (which noise stretches past the word) may be longer before it rules a command out."""
+    longest = voice.max_command_s
+    if chosen_asr(voice.asr).startswith(PREFIX):
+        longest = min(voice.max_utterance_s, max(longest, LONGEST_COMMAND_S))
     return ListenerSettings(voice.vad_aggressiveness, voice.end_silence_ms, voice.max_utterance_s, voice.barge_in_ms,
-                            voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s, voice.max_s_per_phone))
+                            voice.echo_window_s, Rules(voice.min_coverage, longest, voice.max_s_per_phone))
 
 
 def known_tasks(config: AssistantConfig) -> dict[str, str]:
