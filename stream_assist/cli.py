@@ -34,6 +34,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+    p.add_argument("--tts", help="voice: auto (default: the packaged Piper voice with the [speech] extra, else the "
+                   "page's own speech), browser, or piper:<hub voice like en_US-lessac-medium | path/to/voice.onnx>")
     p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
                    "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
 
@@ -273,6 +275,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         config.openai.endpoints = ",".join(args.endpoint)
     if args.asr is not None:
         config.voice.asr = args.asr
+    if args.tts is not None:
+        config.speech.tts = args.tts
     return validate(config)
 
 
@@ -343,8 +347,10 @@ def serve(args: argparse.Namespace) -> int:
     from .inference.remote_model import RemoteModel
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
+    from .speech_out import load_voice
 
     config = apply_overrides(load_config(args.config), args)
+    voice = load_voice(config.speech)  # a bad voice is a one-line error before the model loads
     if config.voice.enabled:
         from .voice.whisper_source import local_asr
 
@@ -357,7 +363,7 @@ def serve(args: argparse.Namespace) -> int:
         model, name = embedded_model(files, config.model), files.text.name
     worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(config, worker, name)
+    state = ServerState(config, worker, name, voice)
     asyncio.run(_serve_until_signal(make_app(state), config, context, state.token))
     return 0
 

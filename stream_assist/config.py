@@ -138,6 +138,18 @@ class VoiceConfig:
 
 
 @dataclass
+class SpeechConfig:
+    """The server's voice (stream_assist/speech_out/): guidance spoken on the session's WebRTC audio track."""
+
+    tts: str = "auto"  # auto: the packaged Piper voice with the [speech] extra, else the page's speechSynthesis |
+    # browser: the page speaks | piper:<hub voice name like en_US-lessac-medium | path/to/voice.onnx | joe>
+    length_scale: float = 1.0  # Piper's pace: above 1 slower, below 1 faster
+    max_chars: int = 600  # a longer guidance is cut (at a word) when spoken; the page still shows all of it
+    echo_canceller: bool = True  # take the voice's own echo out of the microphone (WebRTC AEC3, pywebrtc-audio)
+    echo_tail_s: float = 0.6  # after the last sample sent, its echo may still reach the microphone this long
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -147,6 +159,7 @@ class Config:
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -233,11 +246,22 @@ def validate(config: Config) -> Config:
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
         *assistant_checks(config.assistant),
         *voice_checks(config.voice),
+        *speech_checks(config.speech),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def speech_checks(config: SpeechConfig) -> list[tuple[bool, str]]:
+    return [
+        (config.tts in ("auto", "browser") or (config.tts.startswith("piper:") and len(config.tts) > 6),
+         "speech.tts must be auto, browser or piper:<voice name | path to .onnx>"),
+        (0.25 <= config.length_scale <= 4, "speech.length_scale must be in [0.25, 4]"),
+        (config.max_chars >= 1, "speech.max_chars must be at least 1"),
+        (0 <= config.echo_tail_s <= 5, "speech.echo_tail_s must be in [0, 5]"),
+    ]
 
 
 def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:

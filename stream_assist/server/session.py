@@ -28,12 +28,14 @@ from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
 from ..latency.timeline import Timeline
+from ..speech_out.synth import Synthesiser
 from ..video.change_gate import ChangeGate, thumbnail
 from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
 from .session_state import SessionState
+from .speech_link import SpeechLink, receiving_transceiver
 from .voice_link import VoiceLink, help_fields
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class Session:
 
     def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
                  metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None,
-                 state: SessionState | None = None) -> None:
+                 state: SessionState | None = None, voice: Synthesiser | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
         self.resume_token = resume_token or protocol.new_resume_token()
@@ -66,6 +68,8 @@ class Session:
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.voice: VoiceLink | None = None  # the microphone's listener, once an audio track arrives
+        self.server_voice = voice  # the Piper voice, when the server speaks (attach_speech)
+        self.speech: SpeechLink | None = None  # this session's audio track and speaker, once attached
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
@@ -91,9 +95,26 @@ class Session:
 
     # --- video path -------------------------------------------------------------------------------
 
+    def attach_speech(self) -> None:
+        """After the offer is set: the server's voice goes out on the page's receiving audio section, if it has one
+        (and the microphone then hears through the voice's echo canceller)."""
+        transceiver = receiving_transceiver(self.pc) if self.server_voice is not None else None
+        if transceiver is None or self.server_voice is None:
+            return
+        self.speech = SpeechLink(self.server_voice, transceiver, self.config.speech, self.metrics, self.send,
+                                 self._assistant_speaking)
+        if self.voice is not None:
+            self.voice.hear_over(self.speech.reference, self.config.speech)
+
+    def _assistant_speaking(self, on: bool, text: str) -> None:
+        if self.voice is not None:
+            self.voice.assistant_speaking(on, text)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.voice is None:
             self.voice = VoiceLink(self, track)
+            if self.speech is not None:
+                self.voice.hear_over(self.speech.reference, self.config.speech)
             self._spawn(self.voice.listen())
         if track.kind != "video" or self.sampler is not None:
             return
@@ -149,7 +170,14 @@ class Session:
 
     def _partial_from_worker(self, job: Job, text: str) -> None:
         """Called on the worker thread as tokens arrive; the page shows the answer growing."""
-        self._loop.call_soon_threadsafe(lambda: self.send("partial", frame_id=job.frame_id, text=text))
+        self._loop.call_soon_threadsafe(self._partial, job, text)
+
+    def _partial(self, job: Job, text: str) -> None:
+        if self._closing:
+            return
+        self.send("partial", frame_id=job.frame_id, text=text)
+        if self.speech is not None and not self.state.paused:  # its first sentence, said while the rest is written
+            self.speech.partial(job.frame_id, job.timeline, text, self.assistant.speaks_early)
 
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -178,6 +206,8 @@ class Session:
                      verdict=gen.verdict)
         for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict):  # shown? said?
             self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
+            if self.speech is not None:
+                self.speech.sent(kind, {**frame, **fields} if kind == "guidance" else fields, tl)
 
     def counters(self) -> dict[str, int]:
         sampler = self.sampler.counters if self.sampler else None
@@ -212,7 +242,7 @@ class Session:
     def _ready(self) -> None:
         self._send_status("ready")
         if self.assistant.state.card is not None:  # a task restored by the resume token
-            self._send_all([self.assistant.task_message()])
+            self.send_all([self.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -233,6 +263,7 @@ class Session:
                   preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
                   interval_s=self.state.interval_s, quiet=self.assistant.state.policy.hushed,
                   frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed, recent=list(self.state.recent),
+                  speech_out="server" if self.speech is not None else "page",
                   counters=self.counters(), **self.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
@@ -252,6 +283,8 @@ class Session:
 
     def apply(self, message: protocol.ClientMessage) -> None:
         """Carries out one checked message, whether it came over the data channel or by another route."""
+        if isinstance(message, (protocol.Pause, protocol.Quiet)) and self.speech is not None:
+            self.speech.stop("paused" if isinstance(message, protocol.Pause) else "quiet")
         if isinstance(message, protocol.Pause):
             self.state.paused = True
             self.slot.pause()
@@ -265,20 +298,22 @@ class Session:
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
             try:
-                self._send_all(self.assistant.command(message.name))
+                self.send_all(self.assistant.command(message.name))
             except NoTaskError as e:
+                if message.name == "repeat" and self.speech is not None and self.speech.repeat():
+                    return  # no task: repeat says again what the voice said last
                 self.send("error", code="no_task", message=str(e))
                 return
             self._send_status("task")
         elif isinstance(message, protocol.Draft):
-            self._send_all(self.assistant.request_draft(message.task))
+            self.send_all(self.assistant.request_draft(message.task))
             self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
             self._send_status("drafting")
         elif isinstance(message, protocol.Quiet):
             self.assistant.state.policy.hush()  # show only, until `resume` or a new step
             self._send_status("quiet")
         elif isinstance(message, protocol.Help):
-            self.send("help", **help_fields())
+            self.send_all([("help", help_fields())])
         elif isinstance(message, protocol.Speaking):
             if self.voice is not None:
                 self.voice.speaking(message)
@@ -290,7 +325,7 @@ class Session:
                 self.send("error", code="bad_task", message=str(e))
                 return
             if card is not None:
-                self._send_all(self.assistant.set_card(card))
+                self.send_all(self.assistant.set_card(card))
             if message.preset is not None:
                 self.state.prompt.preset = message.preset
             if message.task is not None:
@@ -303,12 +338,18 @@ class Session:
             self._send_status("settings")
 
     def person_speaking(self, on: bool) -> None:
-        """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""
-        self._send_all(self.assistant.set_person_speaking(on))
+        """The person started or stopped speaking: the assistant holds its speech meanwhile (the server's voice
+        falls silent at its next frame: a barge-in), then says what waited."""
+        if on and self.speech is not None:
+            self.speech.stop("barge_in")
+        self.send_all(self.assistant.set_person_speaking(on))
 
-    def _send_all(self, messages: list[tuple[str, dict]]) -> None:
+    def send_all(self, messages: list[tuple[str, dict]]) -> None:
+        """Sends messages not about a frame (task commands, help, held-back speech); the voice says what is said."""
         for kind, fields in messages:
             self.send(kind, **fields)
+            if self.speech is not None:
+                self.speech.sent(kind, fields)
 
     def send(self, kind: str, **fields: object) -> None:
         """Sends one message if the channel is open (a closed channel means the session is going)."""
@@ -364,6 +405,8 @@ class Session:
         self._watchdog.cancel()
         if self.voice is not None:
             self.voice.close()
+        if self.speech is not None:
+            self.speech.close()
         self.worker.unregister(self.id)
         self.slot.pause()
         for task in list(self._tasks):

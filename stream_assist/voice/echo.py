@@ -1,11 +1,19 @@
-"""The assistant's own voice is not the person's: the page says when it speaks and what, and speech heard
-meanwhile counts only when it is a barge-in (long enough) and does not match what is being said."""
+"""The assistant's own voice is not the person's. Its speaker says when it speaks and what (the page for its
+speechSynthesis, the server for its own voice), and speech heard meanwhile counts only when it is a barge-in (long
+enough) and does not match what is being said. With the server's voice the microphone also passes through an
+echo canceller that is given exactly what was sent."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import re
 import time
 from collections import deque
+
+import numpy as np
+
+log = logging.getLogger(__name__)
 
 TAIL_S = 0.3  # the room still rings (and speechSynthesis.cancel is asynchronous) just after the page stops
 
@@ -17,8 +25,9 @@ def _words(text: str) -> set[str]:
 class EchoGuard:
     """What the page is saying or said lately; times are time.monotonic()."""
 
-    def __init__(self, window_s: float = 3.0) -> None:
+    def __init__(self, window_s: float = 3.0, tail_s: float = TAIL_S) -> None:
         self.window_s = window_s
+        self.tail_s = tail_s
         self._on = False
         self._off_at = float("-inf")
         self._said: deque[tuple[float, set[str]]] = deque(maxlen=8)
@@ -33,7 +42,7 @@ class EchoGuard:
 
     def is_speaking(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        return self._on or now - self._off_at < TAIL_S
+        return self._on or now - self._off_at < self.tail_s
 
     def is_echo(self, heard: str, now: float | None = None) -> bool:
         """True when every heard word is in something the page said within window_s (or is saying)."""
@@ -41,3 +50,24 @@ class EchoGuard:
         words = _words(heard)
         recent = self._on or now - self._off_at < self.window_s
         return bool(words) and recent and any(words <= said for _, said in self._said)
+
+
+def canceller_available() -> bool:
+    return importlib.util.find_spec("pywebrtc_audio") is not None
+
+
+class EchoCanceller:
+    """WebRTC's AEC3 (pywebrtc-audio, the canceller Chromium runs) on one session's 16 kHz microphone, with the
+    server voice's samples as its far end; it finds the echo's delay and strength itself. Use from one thread."""
+
+    def __init__(self, rate: int = 16000) -> None:
+        from pywebrtc_audio import EchoCanceller as Aec3
+
+        self._aec = Aec3(sample_rate=rate, num_channels=1)
+
+    def process(self, near: bytes, far: np.ndarray) -> bytes:
+        """The microphone's PCM with the echo of `far` (the same number of samples, sent meanwhile) taken out."""
+        mic = np.frombuffer(near, np.int16)
+        ref = np.zeros(len(mic), np.int16)
+        ref[:min(len(mic), len(far))] = far[:len(mic)]
+        return self._aec.process(mic, ref).tobytes()

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from .commands import TASK_PREFIX, Heard, Rules, Word, interpret
-from .echo import EchoGuard
+from .echo import EchoCanceller, EchoGuard
 from .recognisers import Recogniser
 from .vad import RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
 
@@ -44,6 +46,7 @@ class ListenerSettings:
     barge_in_ms: int = 150
     echo_window_s: float = 3.0
     rules: Rules = Rules()
+    echo_tail_s: float = 0.3  # after the assistant stops, its voice may still be heard this long
 
 
 class Listener:
@@ -51,19 +54,23 @@ class Listener:
 
     def __init__(self, settings: ListenerSettings, recogniser: Callable[[], Recogniser],
                  on_heard: Callable[[Heard, str | None], None], on_voice: Callable[[str], None],
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, far_end: Callable[[int], np.ndarray] | None = None,
+                 canceller: EchoCanceller | None = None) -> None:
         self.settings = settings
         self._make_recogniser = recogniser  # called on the voice thread: loading a model never blocks the loop
         self._recogniser: Recogniser | None = None
         self.on_heard, self.on_voice = on_heard, on_voice
         self.executor = executor or voice_executor()
-        self.echo = EchoGuard(settings.echo_window_s)
+        self.echo = EchoGuard(settings.echo_window_s, settings.echo_tail_s)
+        # The server voice's samples sent meanwhile, taken on the loop as each piece of PCM arrives (so the two
+        # stay in step), and the canceller that removes their echo on the voice thread.
+        self.far_end, self.canceller = far_end, canceller
         self.segmenter = Segmenter(settings.aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
         self.proposal: str | None = None  # a dictated task waiting for yes / no
         self.dropped = 0  # PCM pieces dropped because the voice thread fell 2 s behind
         self._early: tuple[bytes, bool, list[Word]] | None = None  # words recognised at a pause, for its end
         self._loop = asyncio.get_running_loop()
-        self._buffer: deque[bytes] = deque()
+        self._buffer: deque[tuple[bytes, np.ndarray | None]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
         self._announced = False  # speech_start sent for the current speech
@@ -71,12 +78,14 @@ class Listener:
         self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
 
     def feed(self, pcm: bytes) -> None:
-        """On the loop: queue PCM for the voice thread (bounded: the oldest goes first)."""
+        """On the loop: queue PCM (with the far end sent meanwhile) for the voice thread (bounded: the oldest goes
+        first)."""
+        far = self.far_end(len(pcm) // 2) if self.far_end is not None else None
         with self._lock:
             if len(self._buffer) >= MAX_BUFFERED:
                 self._buffer.popleft()
                 self.dropped += 1
-            self._buffer.append(pcm)
+            self._buffer.append((pcm, far))
             if self._scheduled or self._closed:
                 return
             self._scheduled = True
@@ -114,8 +123,12 @@ class Listener:
                 if not self._buffer or self._closed:
                     self._scheduled = False
                     return
-                pcm = b"".join(self._buffer)
+                pieces = list(self._buffer)
                 self._buffer.clear()
+            pcm = b"".join(p for p, _ in pieces)
+            if self.canceller is not None:
+                far = [f if f is not None else np.zeros(len(p) // 2, np.int16) for p, f in pieces]
+                pcm = self.canceller.process(pcm, np.concatenate(far))
             for event in self.segmenter.feed(pcm):
                 if isinstance(event, SpeechStarted):
                     self._announce(0.0)
