@@ -16,6 +16,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TAIL_S = 0.3  # the room still rings (and speechSynthesis.cancel is asynchronous) just after the page stops
+FAR_ACTIVE_DB = 40.0  # a 20 ms frame of the voice this loud (about -50 dBFS) can echo
+ERLE_FRAMES = 100  # the canceller's echo removal is judged over the voice's last 2 s of sound
+CONVERGED_DB = 20.0  # removing this much of the echo, the canceller has learnt the room: its leaks are rare
 
 
 def _words(text: str) -> set[str]:
@@ -58,16 +61,33 @@ def canceller_available() -> bool:
 
 class EchoCanceller:
     """WebRTC's AEC3 (pywebrtc-audio, the canceller Chromium runs) on one session's 16 kHz microphone, with the
-    server voice's samples as its far end; it finds the echo's delay and strength itself. Use from one thread."""
+    server voice's samples as its far end; it finds the echo's delay and strength itself. It also keeps how much
+    echo it removes while the voice sounds: until it has learnt the room it leaks (the first second or so of the
+    first utterance). Use from one thread."""
 
     def __init__(self, rate: int = 16000) -> None:
         from pywebrtc_audio import EchoCanceller as Aec3
 
         self._aec = Aec3(sample_rate=rate, num_channels=1)
+        self._frame = rate // 50
+        self._removed_db: deque[float] = deque(maxlen=ERLE_FRAMES)  # per 20 ms of the voice sounding
+
+    @property
+    def converged(self) -> bool:
+        """True once the echo it removes (the median over the voice's last ~2 s) reaches CONVERGED_DB."""
+        return len(self._removed_db) >= ERLE_FRAMES // 4 and float(np.median(self._removed_db)) >= CONVERGED_DB
 
     def process(self, near: bytes, far: np.ndarray) -> bytes:
         """The microphone's PCM with the echo of `far` (the same number of samples, sent meanwhile) taken out."""
         mic = np.frombuffer(near, np.int16)
         ref = np.zeros(len(mic), np.int16)
         ref[:min(len(mic), len(far))] = far[:len(mic)]
-        return self._aec.process(mic, ref).tobytes()
+        out = self._aec.process(mic, ref)
+        for i in range(0, len(mic) - self._frame + 1, self._frame):
+            if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB:
+                self._removed_db.append(_level_db(mic[i:i + self._frame]) - _level_db(out[i:i + self._frame]))
+        return out.tobytes()
+
+
+def _level_db(samples: np.ndarray) -> float:
+    return 10 * float(np.log10(np.mean(samples.astype(np.float64) ** 2) + 1.0))

@@ -74,6 +74,7 @@ class Listener:
         self._lock = threading.Lock()
         self._scheduled = False
         self._announced = False  # speech_start sent for the current speech
+        self._over_unlearnt = False  # the current speech began over the voice before its canceller learnt the room
         self._closed = False
         self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
 
@@ -131,6 +132,8 @@ class Listener:
                 pcm = self.canceller.process(pcm, np.concatenate(far))
             for event in self.segmenter.feed(pcm):
                 if isinstance(event, SpeechStarted):
+                    self._over_unlearnt = (self.canceller is not None and not self.canceller.converged
+                                           and self.echo.is_speaking())
                     self._announce(0.0)
                 elif isinstance(event, SpeechPaused):
                     self._recognise_early(event.utterance)
@@ -139,10 +142,18 @@ class Listener:
             if self.segmenter.state == "speech":
                 self._announce(self.segmenter.speech_s)
 
+    def _barge_in_ms(self) -> float:
+        """How much speech over the assistant's voice stops it: none once the echo canceller has learnt the room
+        (what is left is the person), twice barge_in_ms while it has not (it leaks), barge_in_ms for the page's
+        own speechSynthesis (nothing cancels it)."""
+        if self.canceller is None:
+            return self.settings.barge_in_ms
+        return 0.0 if self.canceller.converged else 2.0 * self.settings.barge_in_ms
+
     def _announce(self, speech_s: float) -> None:
-        """speech_start at once when the page is quiet; while it speaks, only after barge_in_ms of speech (a
-        shorter sound is most likely the page's own voice)."""
-        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self.settings.barge_in_ms):
+        """speech_start at once when the assistant is quiet; while it speaks, only after _barge_in_ms() of speech
+        (a shorter sound is most likely its own voice)."""
+        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self._barge_in_ms()):
             return
         self._announced = True
         self._post(self.on_voice, "speech_start")
@@ -179,6 +190,8 @@ class Listener:
         heard = interpret(words, utterance.speech_s, confirming, self.settings.rules)
         if heard.accepted and self.echo.is_echo(heard.text):
             return Heard(heard.text, None, False, "the assistant's own voice"), None
+        if heard.accepted and self._over_unlearnt:
+            return Heard(heard.text, None, False, "over the assistant before its echo was learnt: say it again"), None
         if heard.command == "task":
             return self._dictate(utterance, words[2].end_s if len(words) >= 3 else 0.0)
         if heard.command in ("yes", "no"):
