@@ -23,6 +23,7 @@ from stream_assist.speech_out.track import SpeechTrack
 from stream_assist.speech_out.voices import VoiceError, choose, voice_files
 
 from .conftest import running_server, small_config
+from .test_browser import chromium_path, open_page  # noqa: F401 - the fixture is used by name
 from .voice_clips import clip, to_48k
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -205,3 +206,24 @@ async def test_pause_said_over_the_assistant_through_a_loudspeaker_silences_it(s
         assert rms(after) < 30  # silence (frames in flight at the stop aside)
     finally:
         await client.close()
+
+
+async def test_the_page_plays_the_servers_voice_and_shows_speaking(speaking_server, chromium_path: str) -> None:  # noqa: F811
+    base, _ = speaking_server
+    errors: list[str] = []
+    async with open_page(base, chromium_path) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.click("#start")
+        await page.wait_for_function("voice.probe.serverVoice === true", timeout=120_000)
+        await page.click("#pause")  # the model's answers are not said meanwhile
+        await page.evaluate("send({type: 'help'})")
+        await page.wait_for_function("voice.probe.serverSpeaking && voice.probe.playing", timeout=60_000)
+        assert await page.is_visible("#speaking")
+        # the played track carries sound (WebRTC's own count of the audio energy received)
+        await page.wait_for_function(
+            "pc.getStats().then(s => { let e = 0; s.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio')"
+            " e = r.totalAudioEnergy || 0; }); window.__energy = e; }) && window.__energy > 0", timeout=60_000)
+        await page.wait_for_function("!voice.probe.serverSpeaking", timeout=60_000)
+        assert await page.is_hidden("#speaking")
+        assert await page.evaluate("window.__spoken.length") == 0  # the page's own speechSynthesis said nothing
+    assert errors == []

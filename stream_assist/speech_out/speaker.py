@@ -39,14 +39,14 @@ class Speaker:
         self._closed = False
 
     def say(self, text: str, frame_id: int | None = None, more: bool = False) -> Utterance | None:
-        """Starts saying text now, in place of anything playing; None (and a `skipped` report) when the voice can
-        say nothing of it. With more=True the utterance stays open for extend()."""
-        self.stop("replaced")
+        """Starts saying text now, in place of anything playing; None (and a `skipped` report, the current speech
+        left to go on) when the voice can say nothing of it. With more=True the utterance stays open for extend()."""
         spoken = sayable(text, self.synth.scripts, self.max_chars)
-        if not spoken:
+        if not spoken:  # and what is being said goes on
             self.report("skipped", None, {"frame_id": frame_id, "reason": "nothing the voice can say",
                                           "text": text[:200]})
             return None
+        self.stop("replaced")
         utterance = Utterance(spoken, frame_id, time.time(), self._started, self._ended)
         self.current = utterance
         self.last_text = spoken
