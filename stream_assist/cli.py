@@ -165,6 +165,14 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     voice.add_argument("--asr", default="pocketsphinx", help="recogniser, as serve --asr; whisper:random is a "
                        "random-weight whisper model made here (its text is noise: for the costs only)")
     voice.add_argument("--json", action="store_true")
+    speak = kinds.add_parser("speak", help="the server's voice: synthesis cost, its echo through a loudspeaker, "
+                                           "pause over it, guidance → first sample, barge-in")
+    _model_choice(speak)
+    speak.add_argument("--tts", default="piper:joe", help="voice, as serve --tts (default the packaged one)")
+    speak.add_argument("--echo-minutes", type=float, default=10.0, help="guidance through the simulated room")
+    speak.add_argument("--double-talk", type=int, default=40, help="'pause's said over the voice in the room")
+    speak.add_argument("--trials", type=int, default=10, help="live utterances and barge-ins over WebRTC")
+    speak.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -228,6 +236,15 @@ def bench(args: argparse.Namespace) -> int:
         from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
+    if args.bench == "speak":
+        from .bench import speech_out as bench_speak
+        from .speech_out import load_voice
+
+        config.speech.tts = args.tts
+        voice = load_voice(validate(config).speech)
+        if voice is None:
+            raise ValueError("bench speak needs a server voice: --tts piper:<voice>")
+        return bench_speak.main(files, voice, args.echo_minutes, args.double_talk, args.trials, args.json)
     if args.bench == "voice":
         from .bench import voice as bench_voice
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from stream_assist.bench.speech_out import room
 from stream_assist.bench.synthetic_client import Room, connect
 from stream_assist.cli import main as cli_main
 from stream_assist.speech_out.reference import EchoReference
@@ -227,3 +228,12 @@ async def test_the_page_plays_the_servers_voice_and_shows_speaking(speaking_serv
         assert await page.is_hidden("#speaking")
         assert await page.evaluate("window.__spoken.length") == 0  # the page's own speechSynthesis said nothing
     assert errors == []
+
+
+async def test_two_minutes_through_a_loudspeaker_give_no_command_and_pause_over_the_voice_is_heard(voice, tmp_path) -> None:  # noqa: ANN001, E501
+    """Faster than real time: the real voice through a simulated room (0 dB, reverberated) into the session's own
+    Listener with the real echo canceller and recogniser (`bench speak` runs the same for 10 minutes)."""
+    result = await room(voice, 2.0, 4, small_config(), tmp_path, seed=3)
+    assert result["voice_utterances"] >= 20
+    assert result["commands_from_echo"] == 0, result["echo_commands"]
+    assert result["pause_over_voice"]["heard"] >= 2, result["heard_over_voice"]

@@ -122,11 +122,11 @@ class Room:
     reverb_s: float = 0.3  # decay to -60 dB (RT60) of the room's impulse response
     seed: int = 0
 
-    def impulse(self) -> np.ndarray:
+    def impulse(self, rate: int = MIC_RATE) -> np.ndarray:
         """The direct sound, then exponentially decaying noise (a small room's reverberation)."""
-        n = max(1, int(self.reverb_s * MIC_RATE))
+        n = max(1, int(self.reverb_s * rate))
         rng = np.random.default_rng(self.seed)
-        tail = rng.normal(0, 1, n) * np.exp(-6.9 * np.arange(n) / n) * 0.25 / np.sqrt(n / 2400)
+        tail = rng.normal(0, 1, n) * np.exp(-6.9 * np.arange(n) / n) * 0.25 / np.sqrt(n * 20 / rate)
         ir = np.concatenate([[1.0], tail])
         return ir * 10 ** (-self.attenuation_db / 20)
 

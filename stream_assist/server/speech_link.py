@@ -134,7 +134,7 @@ class SpeechLink:
         elif state == "end":
             self.hearing(False, "")
             if fields.get("how") == "stopped":
-                self.stopped += 1
-            self.send("speech", state="end", **about, **fields)
+                self.stopped += 1  # the next frame is silence
+            self.send("speech", state="end", **about, **fields, at_ms=round(time.time() * 1000, 3))
         else:  # error
             self.send("speech", state=state, **about, **fields)
