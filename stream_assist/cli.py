@@ -104,6 +104,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     page.add_argument("--chromium", default=None, help="browser binary (default /usr/bin/chromium)")
     page.add_argument("--camera", choices=("fake", "pattern"), default="fake",
                       help="Chromium's fake camera, or the page's test pattern carrying capture times in its pixels")
+    page.add_argument("--tts", default="auto", help="voice, as serve --tts (auto: the server's when installed)")
     page.add_argument("--json", action="store_true")
     model = kinds.add_parser("model", help="model phases per frame: JPEG/raw, tiles/overview, prompt cache")
     _model_choice(model)
@@ -270,8 +271,9 @@ def bench(args: argparse.Namespace) -> int:
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
                                 args.overview_only)
-    return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.camera,
-                           args.json)
+    config.speech.tts = args.tts
+    return bench_page.main(files, validate(config), args.seconds, args.chromium or bench_page.default_chromium(),
+                           args.camera, args.json)
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:

@@ -20,6 +20,7 @@ from ..inference.model_source import ModelFiles
 from ..inference.vision_model import VisionModel
 from ..inference.worker import InferenceWorker
 from ..server.app import ServerState, make_app, start_site
+from ..speech_out import load_voice
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
@@ -43,6 +44,8 @@ def _latency_figures(latency: list[dict]) -> dict:
         "camera_to_screen_ms": pct([lat["screen_ms"] for lat in known]),
         "camera_to_screen_without_model_ms": pct([lat["screen_ms"] - lat["model_ms"] for lat in known
                                                   if lat["model_ms"] is not None]),
+        # the first sample of its spoken guidance leaving the server (server voice) or speechSynthesis called
+        "camera_to_speech_start_ms": pct([lat["speech_ms"] for lat in latency if lat.get("speech_ms") is not None]),
         "estimate_minus_truth_ms": {"max_abs": round(max(map(abs, errors)), 1),
                                     "mean": round(float(np.mean(errors)), 1), "n": len(errors)} if errors else {},
     }
@@ -55,7 +58,8 @@ async def measure(files: ModelFiles, config: Config, seconds: float, chromium: s
     model = VisionModel(files, config.model)
     worker = InferenceWorker(model)
     worker.start()
-    app = make_app(ServerState(config, worker, files.text.name))
+    voice = load_voice(config.speech)
+    app = make_app(ServerState(config, worker, files.text.name, voice))
     runner, port = await start_site(app, "127.0.0.1", 0)
     try:
         async with async_playwright() as p:
@@ -80,6 +84,7 @@ async def measure(files: ModelFiles, config: Config, seconds: float, chromium: s
         "start_to_first_guidance_ms": round(first_ms, 1),
         "run_seconds": seconds,
         "camera": camera,
+        "speech": voice.name if voice else "page (speechSynthesis)",
         **_latency_figures(latency[1:]),  # the first guidance includes the connection's start
         "counters": last["counters"],
         "last_frame": {"stages_ms": last["stages_ms"],
@@ -98,7 +103,9 @@ def main(files: ModelFiles, config: Config, seconds: float, chromium: str, camer
     print(f"first {seconds:.0f} s after Start   received {c['received']}, sampled {c['sampled']}, "
           f"dropped by slot {c['dropped']}, processed {c['processed']}, guidance {c['guidance']}")
     print(f"last frame decoded → sent  {result['last_frame']['decoded_to_sent_ms']:.0f} ms")
-    for key in ("camera_to_screen_ms", "camera_to_screen_without_model_ms", "estimate_minus_truth_ms"):
+    print(f"speech                     {result['speech']}")
+    for key in ("camera_to_screen_ms", "camera_to_screen_without_model_ms", "camera_to_speech_start_ms",
+                "estimate_minus_truth_ms"):
         if result[key]:
             print(f"{key:34} {result[key]}")
     return 0
