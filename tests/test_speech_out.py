@@ -237,3 +237,31 @@ async def test_two_minutes_through_a_loudspeaker_give_no_command_and_pause_over_
     assert result["voice_utterances"] >= 20
     assert result["commands_from_echo"] == 0, result["echo_commands"]
     assert result["pause_over_voice"]["heard"] >= 2, result["heard_over_voice"]
+
+
+async def test_an_answers_first_sentence_is_said_while_the_model_writes_the_rest(voice) -> None:  # noqa: ANN001
+    from aiortc import RTCPeerConnection
+
+    from stream_assist.config import SpeechConfig
+    from stream_assist.latency.timeline import Timeline
+    from stream_assist.server.metrics import Metrics
+    from stream_assist.server.speech_link import SpeechLink
+
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("audio")
+    transceiver._offerDirection = "sendrecv"  # as an offer from a page with a microphone leaves it
+    sent: list[dict] = []
+    link = SpeechLink(voice, transceiver, SpeechConfig(), Metrics(list), lambda kind, **f: sent.append(f),
+                      lambda _on, _text: None)
+    timeline = Timeline()
+    timeline.mark("decoded")
+    link.partial(7, timeline, "Hold the wheel firmly. Then", lambda _sentence: True)
+    while not any(m.get("state") == "start" for m in sent):  # the track's frames, as aiortc's sender pulls them
+        await link.track.recv()
+    assert sent[0]["text"] == "Hold the wheel firmly." and "speech_out" in sent[0]["timeline"]
+    link.sent("guidance", {"frame_id": 7, "text": "Hold the wheel firmly. Then lift it out.", "speak": True}, timeline)
+    while not any(m.get("state") == "end" for m in sent):
+        await link.track.recv()
+    assert [m["state"] for m in sent] == ["start", "end"] and sent[1]["how"] == "done"  # one utterance, whole
+    assert link.speaker.last_text == "Hold the wheel firmly. Then lift it out."
+    await pc.close()
