@@ -86,7 +86,8 @@ def _room_noise(n: int, rng: np.random.Generator, level: float = 30.0) -> np.nda
 
 
 async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Config, directory: Path,
-               seed: int = 1, canceller: bool = True) -> dict:
+               seed: int = 1, canceller: bool = True, attenuation_db: float = 0.0,
+               make_canceller: type = EchoCanceller) -> dict:
     """Guidance for `minutes` through a loudspeaker into the session's Listener (faster than real time), with
     `double_talk` "pause"s said over it by second voices; what the Listener took as commands."""
     rng = np.random.default_rng(seed)
@@ -116,7 +117,7 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
         near[start:start + len(clip)] += clip
         person.append((start, start + len(clip)))
     # the loudspeaker: a room per utterance's worth of time would change the echo path; one per run, as a stand
-    delay, attenuation = rng.uniform(0.05, 0.25), 0.0
+    delay, attenuation = rng.uniform(0.05, 0.25), attenuation_db
     ir = Room(delay_s=delay, attenuation_db=attenuation, seed=seed).impulse(rate)
     echo = np.convolve(far.astype(np.float64), ir)[:total]
     echo = np.concatenate([np.zeros(int(delay * rate)), echo])[:total]
@@ -138,7 +139,7 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
         return out
 
     if canceller:
-        listener.canceller, listener.far_end = EchoCanceller(), far_end
+        listener.canceller, listener.far_end = make_canceller(), far_end
     starts = {a: text for a, _, text in spans}
     ends = {b for _, b, _ in spans}
     started = time.process_time()

@@ -136,11 +136,14 @@ class Listener:
                                            and self.echo.is_speaking())
                     self._announce(0.0)
                 elif isinstance(event, SpeechPaused):
-                    self._recognise_early(event.utterance)
+                    self._recognise_early(self._for_words(event.utterance))
                 else:
-                    self._finish(event)
+                    self._finish(self._for_words(event))
             if self.segmenter.state == "speech":
                 self._announce(self.segmenter.speech_s)
+
+    def _for_words(self, utterance: Utterance) -> Utterance:
+        return self.canceller.for_words(utterance) if self.canceller is not None else utterance
 
     def _barge_in_ms(self) -> float:
         """How much speech over the assistant's voice stops it: none once the echo canceller has learnt the room
