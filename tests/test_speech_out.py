@@ -74,7 +74,7 @@ def test_only_what_the_voice_can_say_is_given_to_it() -> None:
     assert len(long) <= 600 and long.endswith("word")
     first, *rest = pieces("Now take the tire lever and push it under the edge of the tire. Then pull it down.")
     assert len(first.split()) <= 6 and rest[-1] == "Then pull it down."
-    assert all(len(p) <= 160 for p in pieces("x" * 1000))
+    assert all(len(p) <= 100 for p in pieces("x" * 1000))
     assert first_sentence("Hold it. Then") == "Hold it." and first_sentence("It is 3.5") is None
 
 

@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from ..threads import one_thread
 from .voices import VoiceError, VoiceFiles, read_config, scripts_of
 
 log = logging.getLogger(__name__)
 
 TRACK_RATE, REFERENCE_RATE = 48000, 16000  # Opus's rate; the listener's (and so its echo canceller's)
 
-_speech_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
 
 def speech_executor() -> Executor:
     """The process's one speech thread: synthesis never waits on, nor delays, the loop or the other stages."""
-    global _speech_executor
-    with _executor_lock:
-        if _speech_executor is None:
-            _speech_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speech")
-        return _speech_executor
+    return one_thread("speech")
 
 
 def resample(samples: np.ndarray, rate: int, to_rate: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import re
 import unicodedata
 
 FIRST_WORDS = 6  # the first piece, when there is no early comma: long enough to sound like a phrase
-MAX_PIECE_CHARS = 160  # a longer sentence is cut (Piper synthesises one call per piece)
+MAX_PIECE_CHARS = 100  # a longer sentence is cut: one Piper call per piece, so a newer utterance waits at most one
 _SENTENCE = re.compile(r"[^.!?;:\n]+(?:[.!?;:]+|\n|$)")
 _CLAUSE = re.compile(r"[^,]+(?:,|$)")
 

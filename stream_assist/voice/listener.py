@@ -11,11 +11,12 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..threads import one_thread
 from .commands import TASK_PREFIX, Heard, Rules, Word, interpret
 from .echo import EchoCanceller, EchoGuard
 from .recognisers import Recogniser
@@ -25,17 +26,10 @@ log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 100  # pieces of PCM waiting for the voice thread (2 s of 20 ms frames); older ones are dropped
 
-_voice_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
 
 def voice_executor() -> Executor:
     """The process's one voice thread, apart from the enhancement pool and the inference worker."""
-    global _voice_executor
-    with _executor_lock:
-        if _voice_executor is None:
-            _voice_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice")
-        return _voice_executor
+    return one_thread("voice")
 
 
 @dataclass(frozen=True)
