@@ -118,6 +118,14 @@ async def test_a_client_hears_the_guidance_spoken_on_the_audio_track(speaking_se
             assert "stream_assist_speech_start_seconds_count" in await res.text()
         async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as res:
             assert (await res.json())["speech"] == {"voice": "en_US-joe-medium", "engine": "piper"}
+        declines = await connect(base, microphone=True)  # its audio section only sends: no voice, the page speaks
+        try:
+            assert declines.ready["speech_out"] == "page"
+            declines.send({"type": "help"})
+            assert (await declines.next_message("help"))["text"]
+            assert not [m for m in declines.received if m["type"] == "speech"]
+        finally:
+            await declines.close()
     finally:
         await client.close()
 
