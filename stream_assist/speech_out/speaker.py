@@ -34,6 +34,7 @@ class Speaker:
         self.max_chars = max_chars
         self.executor = executor or speech_executor()
         self.current: Utterance | None = None
+        self.working: tuple[Utterance, object] | None = None  # the speech thread's piece now: whose, its run options
         self.last_text = ""  # what was last said in full (or begun), for "repeat"
         self._loop = asyncio.get_running_loop()
         self._closed = False
@@ -69,6 +70,9 @@ class Speaker:
             if not utterance.ended:
                 utterance.ended = True
                 self.report("end", utterance, {"how": "stopped", "reason": reason})
+        working = self.working
+        if working is not None and working[0].ended:
+            working[1].terminate = True  # its piece is not waited for: that synthesis ends at once
 
     def close(self) -> None:
         self._closed = True
@@ -84,11 +88,16 @@ class Speaker:
             for text in texts:
                 if utterance.ended or self._closed:
                     return
-                audio = self.synth.synthesise(text)
+                options = self.synth.run_options()
+                self.working = (utterance, options)
+                audio = self.synth.synthesise(text, options)
                 self._post(self.track.queue, utterance, audio.track, audio.reference)
         except Exception as e:  # one bad text costs that utterance, never the thread or the session
-            log.warning("speech: synthesis failed for %r: %s", utterance.text[:80], e)
-            self._post(self.report, "error", utterance, {"message": f"speech failed: {e}"})
+            if not utterance.ended:  # else it was stopped on purpose
+                log.warning("speech: synthesis failed for %r: %s", utterance.text[:80], e)
+                self._post(self.report, "error", utterance, {"message": f"speech failed: {e}"})
+        finally:
+            self.working = None
         if done:
             self._post(self.track.completed, utterance)
 

@@ -39,6 +39,22 @@ def resample(samples: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
     return np.concatenate(out).astype(np.int16) if out else np.zeros(0, np.int16)
 
 
+class _Stoppable:
+    """Piper's onnxruntime session, run with RunOptions that stop() can end from another thread: a piece of an
+    utterance cut short (a barge-in, newer guidance) stops being synthesised at once instead of holding the speech
+    thread for the next utterance."""
+
+    def __init__(self, session, onnxruntime) -> None:  # noqa: ANN001 - onnxruntime.InferenceSession, the module
+        self.session, self.ort = session, onnxruntime
+        self.options = onnxruntime.RunOptions()
+
+    def run(self, names, feeds):  # noqa: ANN001, ANN201 - as InferenceSession.run, which Piper calls
+        return self.session.run(names, feeds, run_options=self.options)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - everything else Piper reads of the session
+        return getattr(self.session, name)
+
+
 @dataclass(frozen=True)
 class Audio:
     """One piece's speech: 48 kHz for the track, 16 kHz (a third as long) for the echo reference."""
@@ -63,7 +79,8 @@ class Synthesiser:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(str(files.model), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
-            self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=session)
+            self._session = _Stoppable(session, onnxruntime)
+            self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=self._session)
         except ImportError as e:
             raise VoiceError(f"the server voice needs piper-tts: pip install 'stream-assist[speech]' ({e})") from None
         except Exception as e:  # onnxruntime's errors for a file that is not a model have no common base
@@ -79,8 +96,13 @@ class Synthesiser:
         if not len(probe.track):
             raise VoiceError(f"{files.model} made no sound for a test word")
 
-    def synthesise(self, text: str) -> Audio:
+    def run_options(self):  # noqa: ANN201 - onnxruntime.RunOptions
+        """Options for one synthesise() call; setting their `terminate` (from any thread) ends it: it raises."""
+        return self._session.ort.RunOptions()
+
+    def synthesise(self, text: str, options=None) -> Audio:  # noqa: ANN001 - onnxruntime.RunOptions | None
         """Speech for one piece of text (already made sayable); empty arrays when there is nothing to say."""
+        self._session.options = options if options is not None else self._session.ort.RunOptions()
         chunks = [c.audio_int16_array for c in self.voice.synthesize(text, syn_config=self.options)]
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
         return Audio(resample(samples, self.rate, TRACK_RATE), resample(samples, self.rate, REFERENCE_RATE))
