@@ -157,7 +157,10 @@ async def test_text_the_voice_cannot_say_is_skipped_or_cut_and_the_session_goes_
 class Broken:
     scripts = ("LATIN",)
 
-    def synthesise(self, text: str) -> None:
+    def run_options(self) -> None:
+        return None
+
+    def synthesise(self, text: str, options: None) -> None:
         raise RuntimeError("the voice broke")
 
 
@@ -195,21 +198,23 @@ async def test_pause_said_over_the_assistant_through_a_loudspeaker_silences_it(s
         await client.next_message("status")
         client.send({"type": "settings", "task": "fix a puncture", "steps": STEPS})
         for command in ("next", "back", "next", "repeat"):  # its voice into its own microphone
-            while (msg := await client.next_message("speech"))["state"] != "end":
+            while (await client.next_message("speech"))["state"] != "end":
                 pass
             client.send({"type": command})
         await client.next_message("speech")  # the repeat starts
-        client.microphone.play(to_48k(clip(tmp_path, "pause", voice="en-us+m3", speed=140)))
-        while True:
-            try:
-                msg = await client.next_message(("speech", "status"), timeout=60)
-            except TimeoutError:
-                pytest.fail(f"not paused; heard {[m for m in client.received if m['type'] == 'heard']}")
-            if msg["type"] == "speech" and msg["state"] == "end":
-                assert (msg["how"], msg["reason"]) == ("stopped", "barge_in")
-                stopped_at = len(client.ear.frames)
-            if msg["type"] == "status" and msg.get("paused"):
+        pause = to_48k(clip(tmp_path, "pause", voice="en-us+m3", speed=140))
+        for _ in range(3):  # said again when not heard over the voice, as a person would
+            client.microphone.play(pause)
+            heard = await client.next_message("heard", timeout=60)
+            if heard["command"] == "pause" and heard["accepted"]:
                 break
+            client.send({"type": "repeat"})  # so that the next try is over its voice again
+            await client.next_message("speech")
+        while not (await client.next_message("status", timeout=60)).get("paused"):
+            pass
+        stopped_at = len(client.ear.frames)
+        ends = [m for m in client.received if m["type"] == "speech" and m["state"] == "end"]
+        assert ("stopped", "barge_in") in [(m["how"], m.get("reason")) for m in ends]
         heard = [m for m in client.received if m["type"] == "heard" and m["accepted"]]
         assert [h["command"] for h in heard] == ["pause"], heard  # its own voice gave no command
         session = state.sessions[client.ready["session"]]
