@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -211,21 +212,32 @@ async def live(files: ModelFiles, voice: Synthesiser, trials: int, directory: Pa
         client.send({"type": "pause"})  # no model answers: only what is asked is said
         await client.next_message("status")
         client.send({"type": "settings", "task": "fix a puncture", "steps": GUIDANCE[:6]})
+        missed = 0
         for i in range(trials):
-            start = await _speech(client, "start")
+            try:
+                start = await _speech(client, "start")
+            except TimeoutError:  # a stalled trial is counted, not the end of the run
+                missed += 1
+                client.send({"type": "repeat"})
+                continue
             ready.append(start["ready_to_speech_ms"])
             spoken_at = start["at_ms"] / 1000
             await client.ear.until(len(client.ear.frames) + 40)  # 0.8 s into its speech, the person speaks
-            client.microphone.play(wait48)
+            before = len(client.microphone.played_at)
+            played = client.microphone.play(wait48)
             end = await _speech(client, "end")
-            onset = client.microphone.played_at[-1] + onset_s
-            if end.get("reason") == "barge_in" and end.get("at_ms"):
+            await asyncio.wait_for(played.wait(), 30)
+            onset = client.microphone.played_at[before] + onset_s
+            if end.get("reason") == "barge_in" and end["at_ms"] / 1000 > onset - 0.1:
                 barge_server.append(end["at_ms"] - onset * 1000)
                 await client.ear.until(len(client.ear.frames) + 20)
                 silent = _silent_from(client.ear.frames, max(onset, spoken_at))
                 if silent is not None:
                     barge_client.append((silent - onset) * 1000)
-            await client.next_message("heard", timeout=60)
+            else:
+                missed += 1  # the person was not heard over the voice: it finished its sentence
+            with contextlib.suppress(TimeoutError):
+                await client.next_message("heard", timeout=20)
             client.send({"type": "next" if i % 2 == 0 else "back"})
         await client.close()
     finally:
@@ -233,7 +245,7 @@ async def live(files: ModelFiles, voice: Synthesiser, trials: int, directory: Pa
         worker.stop()
         model.close()
     return {"ready_to_first_sample_ms": _pct(ready), "barge_in_onset_to_server_silent_ms": _pct(barge_server),
-            "barge_in_onset_to_client_silent_ms": _pct(barge_client)}
+            "barge_in_onset_to_client_silent_ms": _pct(barge_client), "barge_in_missed": missed}
 
 
 def main(files: ModelFiles, voice: Synthesiser, echo_minutes: float, double_talk: int, trials: int,
@@ -271,5 +283,6 @@ def main(files: ModelFiles, voice: Synthesiser, echo_minutes: float, double_talk
               f"{x['cpu_s_per_audio_s']} s per s")
     print(f"live: guidance ready → first sample sent {lv['ready_to_first_sample_ms']} ms")
     print(f"live: person starts → track silent at the server {lv['barge_in_onset_to_server_silent_ms']} ms, "
-          f"as the client receives it {lv['barge_in_onset_to_client_silent_ms']} ms")
+          f"as the client receives it {lv['barge_in_onset_to_client_silent_ms']} ms; not heard over the voice "
+          f"{lv['barge_in_missed']} of {trials}")
     return 0
