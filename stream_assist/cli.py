@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .bench import enhance as bench_enhance
@@ -38,6 +39,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "page's own speech), browser, or piper:<hub voice like en_US-lessac-medium | path/to/voice.onnx>")
     p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
                    "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
+    p.add_argument("--source", metavar="URL|DEVICE|FILE",
+                   help="a camera beside the browser, guided from start and watched from any page: rtsp(s)://, "
+                        "http(s):// MJPEG or HLS, /dev/videoN, or a video file")
+    p.add_argument("--loop", action="store_true", help="play a file --source again when it ends")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record each session (what the model was shown, the guidance, task events, what was heard)")
 
 
 def _model_choice(p: argparse.ArgumentParser) -> None:
@@ -127,6 +134,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--endpoints", type=int, default=0,
                       help="run the model in this many llama_cpp.server processes (--threads each, default 1) and "
                            "reach them with the openai backend (needs llama-cpp-python[server])")
+    load.add_argument("--video", type=Path, help="the clients stream this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
     load.add_argument("--json", action="store_true")
     live = kinds.add_parser("live", help="the same model isolated and in the live server with a streaming client")
     _model_choice(live)
@@ -140,7 +149,16 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       "isolated model is called from: main thread, a second thread, a model process)")
     live.add_argument("--live-process", choices=("child", "inline"), default="child",
                       help="model.process of the live server")
+    live.add_argument("--video", type=Path, help="the client streams this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
+    live.add_argument("--card", default="", help="follow this task card: every frame asks whether its step is done")
     live.add_argument("--json", action="store_true")
+    source = kinds.add_parser("source", help="camera source and recordings: RTSP frame → model input, decode CPU, "
+                                             "reconnect time, recording cost, replay --fast speed")
+    _model_choice(source)
+    source.add_argument("--seconds", type=float, default=10.0, help="each measured window")
+    source.add_argument("--reconnects", type=int, default=3)
+    source.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
     soak.add_argument("--cycles", type=int, default=200)
@@ -233,6 +251,10 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     files = bench_model_files(args)
+    if args.bench == "source":
+        from .bench import source as bench_source
+
+        return bench_source.main(files, args.seconds, args.reconnects, args.json)
     if args.bench == "soak":
         from .bench import soak as bench_soak
 
@@ -255,7 +277,7 @@ def bench(args: argparse.Namespace) -> int:
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
-                               args.json, args.endpoints)
+                               args.json, args.endpoints, args.video)
     if args.bench == "live":
         from .bench import live as bench_live
 
@@ -266,7 +288,7 @@ def bench(args: argparse.Namespace) -> int:
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
         return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
-                               modes, args.live_process, args.json)
+                               modes, args.live_process, args.json, args.card, args.video)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
@@ -277,10 +299,10 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
-    """Command-line flags win over the config file."""
-    if args.host is not None:
+    """Command-line flags win over the config file (serve's; replay has the model's only)."""
+    if getattr(args, "host", None) is not None:
         config.server.host = args.host
-    if args.port is not None:
+    if getattr(args, "port", None) is not None:
         config.server.port = args.port
     if args.model is not None or args.mmproj is not None:
         config.model.model_path = args.model or ""
@@ -292,9 +314,15 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.endpoint:
         config.model.backend = "openai"
         config.openai.endpoints = ",".join(args.endpoint)
-    if args.asr is not None:
+    if getattr(args, "asr", None) is not None:
         config.voice.asr = args.asr
-    if args.tts is not None:
+    if getattr(args, "source", None) is not None:
+        config.source.url = args.source
+    if getattr(args, "loop", False):
+        config.source.loop = True
+    if getattr(args, "record", None) is not None:
+        config.record.dir = str(args.record)
+    if getattr(args, "tts", None) is not None:
         config.speech.tts = args.tts
     return validate(config)
 
@@ -358,12 +386,85 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
     log.info("stopped")
 
 
-def serve(args: argparse.Namespace) -> int:
-    import asyncio
+def check_source(url: str, loop: bool) -> None:
+    """Opens the source and decodes a frame before the model loads: a wrong URL, an unknown codec or a busy
+    webcam is a one-line error now (exit 2), not a retry loop; once serving, a drop is retried with back-off."""
+    from .source.player import SourceError, probe
+    from .source.spec import parse_source
 
+    spec = parse_source(url, loop)
+    try:
+        width, height, codec = probe(spec)
+    except SourceError as e:
+        raise ValueError(str(e)) from None
+    print(f"stream-assist: source {spec.shown}: {codec} {width}x{height}", flush=True)
+
+
+def load_model(config: Config):  # noqa: ANN201 - the embedded or remote model, and its name
+    """The model serve and replay use: the [openai] endpoints, or the embedded model (downloaded if need be)."""
     from .inference.model_process import embedded_model
     from .inference.model_source import resolve
     from .inference.remote_model import RemoteModel
+
+    if config.model.backend == "openai":
+        return RemoteModel(config.openai, config.model), config.openai.endpoints
+    files = resolve(config.model)
+    return embedded_model(files, config.model), files.text.name
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="run a recording through today's pipeline and model; print the new guidance "
+                                      "beside the recorded")
+    p.add_argument("recording", type=Path, help="a recording's .mkv or .jsonl (serve --record DIR)")
+    p.add_argument("--fast", action="store_true", help="every frame, as fast as the model answers (default: at the "
+                                                       "recorded times, through the change gate and the slot)")
+    p.add_argument("--prompt", help="ask this instead of the recorded question")
+    p.add_argument("--out", type=Path, help="write each frame's recorded and new answer here as JSON lines")
+    p.add_argument("--config", type=Path, help="TOML file ([model], [pipeline] settings apply)")
+    p.add_argument("--model", help="local text-model GGUF")
+    p.add_argument("--mmproj", help="local projector GGUF, with --model")
+    p.add_argument("--variant", choices=sorted(VARIANTS))
+    p.add_argument("--n-gpu-layers", type=int)
+    p.add_argument("--endpoint", action="append", metavar="URL", help="an OpenAI-compatible server (repeatable)")
+
+
+def replay(args: argparse.Namespace) -> int:
+    from .inference.worker import InferenceWorker
+    from .record.reading import open_recording
+    from .record.replay import Replayed, replay
+
+    recording = open_recording(args.recording)  # a missing or foreign recording: an error before the model loads
+    config = apply_overrides(load_config(args.config), args)
+    model, name = load_model(config)
+    worker = InferenceWorker(model)
+    worker.start()
+    out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 - closed below
+
+    def show(r: Replayed) -> None:
+        now = r.now if r.now is not None else f"({r.skipped})"
+        print(f"#{r.n:<4} {r.pts_ms / 1000:7.2f} s  recorded: {r.recorded!r}\n{'':15}now:      {now!r}", flush=True)
+        if out is not None:
+            out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+
+    started = time.monotonic()
+    try:
+        results = replay(recording, worker, config, args.fast, args.prompt, show)
+    finally:
+        worker.stop()
+        model.close()
+        if out is not None:
+            out.close()
+    answered = [r for r in results if r.now is not None]
+    same = sum(r.now == r.recorded for r in answered)
+    print(f"stream-assist: {len(results)} frames, {len(answered)} answered ({same} as recorded), "
+          f"{sum(r.skipped == 'unchanged' for r in results)} unchanged, {sum(r.skipped == 'dropped' for r in results)} "
+          f"dropped, in {time.monotonic() - started:.1f} s with {name}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
     from .speech_out import load_voice
@@ -375,11 +476,9 @@ def serve(args: argparse.Namespace) -> int:
 
         config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
     context = _ssl_context(args, config.server.host)
-    if config.model.backend == "openai":
-        model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
-    else:
-        files = resolve(config.model)
-        model, name = embedded_model(files, config.model), files.text.name
+    if config.source.url:
+        check_source(config.source.url, config.source.loop)
+    model, name = load_model(config)
     worker = InferenceWorker(model)
     worker.start()
     state = ServerState(config, worker, name, voice)
@@ -395,13 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     _bench_parser(sub)
     _enhance_parser(sub)
     _assistant_parsers(sub)
+    _replay_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return {"serve": serve, "bench": bench, "enhance": enhance, "tasks": tasks,
-                "history": history}[args.command](args)
+                "history": history, "replay": replay}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

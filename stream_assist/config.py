@@ -138,6 +138,24 @@ class VoiceConfig:
 
 
 @dataclass
+class SourceConfig:
+    """A camera source beside the browser (stream_assist/source/): guided from server start, watched from any page."""
+
+    url: str = ""  # rtsp://, rtsps://, http(s):// (MJPEG, HLS .m3u8), /dev/videoN or a video file; empty: browsers only
+    loop: bool = False  # a file source starts again when it ends
+    max_backoff_s: float = 1.0  # a dropped source is reopened after 0.25 s, then twice as long each time, up to this
+
+
+@dataclass
+class RecordConfig:
+    """Recordings of what the model was shown, and what was said (stream_assist/record/)."""
+
+    dir: str = ""  # where each session's recording goes; empty: nothing is recorded
+    max_mb: float = 500.0  # a recording stops growing at this size (the file stays playable)
+    crf: int = 26  # H.264 quality of the recorded frames (lower: better and bigger)
+
+
+@dataclass
 class SpeechConfig:
     """The server's voice (stream_assist/speech_out/): guidance spoken on the session's WebRTC audio track."""
 
@@ -159,6 +177,8 @@ class Config:
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
@@ -246,6 +266,9 @@ def validate(config: Config) -> Config:
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
         *assistant_checks(config.assistant),
         *voice_checks(config.voice),
+        (config.source.max_backoff_s >= 0.25, "source.max_backoff_s must be at least 0.25"),
+        (config.record.max_mb >= 1, "record.max_mb must be at least 1"),
+        (0 <= config.record.crf <= 51, "record.crf must be 0..51"),
         *speech_checks(config.speech),
     ]
     for ok, message in checks:

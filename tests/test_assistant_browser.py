@@ -96,7 +96,7 @@ async def test_the_page_says_only_what_the_server_decides_to_say(server, chromiu
     messages += [{**observe, "frame_id": 6, "text": "Done. The water boils."},
                  {**observe, "frame_id": 7, "text": "Step 2 of 3: Add the bag", "speak": True,
                   "reason": "step_change", "step": 1},
-                 {**observe, "frame_id": 8, "text": "Not yet.", "step": 1},
+                 {**observe, "frame_id": 8, "text": "Not yet.", "step": 1, "confidence": 0.42},
                  {**observe, "frame_id": 9, "text": "Step 2 of 3: Add the bag", "reason": "already_said", "step": 1}]
     async with open_page(base, chromium_path) as page:
         await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})",
@@ -107,5 +107,6 @@ async def test_the_page_says_only_what_the_server_decides_to_say(server, chromiu
             await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})", msg)
         assert await page.evaluate("window.__spoken") == ["Step 2 of 3: Add the bag"]
         assert await page.text_content("#task-progress") == "2 / 3"
+        assert await page.text_content("#task-confidence") == "done? 42 %"  # the evidence so far, as status says
         assert "step_change 1" in await page.text_content("#speech-rates")
         assert "speech 1 / min" in await page.text_content("#speech-rates")

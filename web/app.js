@@ -183,7 +183,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
-  if (voice.handle(msg)) return;
+  if (voice.handle(msg) || watch.handle(msg)) return;
   taskPanel.onMessage(msg, send);
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
@@ -213,6 +213,7 @@ function showSettings(msg) {
   set(ui.task, msg.task);
   set(ui.interval, msg.interval_s);
   ui.customWrap.hidden = ui.preset.value !== "custom";
+  if (msg.recording !== undefined) document.getElementById("record").checked = msg.recording !== null;
   if (typeof msg.paused === "boolean") {
     paused = msg.paused;
     ui.pause.textContent = paused ? "Resume" : "Pause";
@@ -323,9 +324,11 @@ async function start() {
     const video = ui.camera.value && ui.camera.value !== "pattern"
       ? { deviceId: { exact: ui.camera.value } }
       : { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } };
-    stream = ui.camera.value === "pattern" ? patternStream()
+    stream = watch.active() ? new MediaStream()  // watching the server's own camera: no video from here
+      : ui.camera.value === "pattern" ? patternStream()
       : await navigator.mediaDevices.getUserMedia({ video, audio: false });
-    ui.preview.srcObject = stream;
+    if (watch.active()) watch.play(TOKEN);
+    else ui.preview.srcObject = stream;
     listCameras().catch(() => {});
     await voice.open(send);  // the microphone, asked once with the camera; each connection then carries it
   } catch (err) {
@@ -512,6 +515,7 @@ function stop() {
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;
   ui.preview.srcObject = null;
+  watch.stop();
   ui.start.textContent = "Start";
   ui.pause.disabled = true;
   if ("speechSynthesis" in window) speechSynthesis.cancel();
@@ -519,6 +523,7 @@ function stop() {
 }
 
 ui.start.onclick = () => (live ? stop() : start());
+watch.probe(authHeaders);
 ui.pause.onclick = () => {
   paused = !paused;
   ui.pause.textContent = paused ? "Resume" : "Pause";
@@ -527,6 +532,7 @@ ui.pause.onclick = () => {
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
 ui.speak.onchange = () => voice.mute(!ui.speak.checked);  // the server's voice too: shown, not heard
 ui.apply.onclick = () => send(settingsMessage());
+document.getElementById("record").onchange = (event) => send({ type: "record", on: event.target.checked });
 
 // "Show what the model sees": the newest enhanced frame, refreshed once a second beside the preview.
 const enhancedView = document.getElementById("enhanced");

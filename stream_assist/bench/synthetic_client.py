@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import aiohttp
 import av
@@ -22,12 +23,30 @@ from aiortc.mediastreams import MediaStreamTrack
 MIC_RATE, MIC_FRAME = 48000, 960  # what a browser's Opus microphone delivers: 48 kHz, 20 ms frames
 
 
-class SyntheticCamera(VideoStreamTrack):
-    """A colour pattern at a given frame rate that moves unless `still` is set."""
+MAX_VIDEO_FRAMES = 300  # a video camera plays this many frames of its file, over and over
 
-    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0) -> None:
+
+def video_pictures(path: Path, width: int, height: int) -> list[np.ndarray]:
+    """The first frames of a video file (a recording's .mkv, or any video) as RGB at the camera's size."""
+    try:
+        with av.open(str(path)) as container:
+            pictures = [f.to_ndarray(format="rgb24", width=width, height=height)
+                        for _, f in zip(range(MAX_VIDEO_FRAMES), container.decode(video=0), strict=False)]
+    except av.FFmpegError as e:
+        raise ValueError(f"{path}: cannot read its video: {e.strerror}") from None
+    if not pictures:
+        raise ValueError(f"{path} has no video frames")
+    return pictures
+
+
+class SyntheticCamera(VideoStreamTrack):
+    """A colour pattern at a given frame rate that moves unless `still` is set; or, given a video file (a
+    recording, say), its frames over and over, so a benchmark runs on real scenes."""
+
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0, video: Path | None = None) -> None:
         super().__init__()
         self.width, self.height = width, height
+        self.pictures = video_pictures(video, width, height) if video is not None else None
         self.count = 0
         self.still = False
         self.interval = 1.0 / fps
@@ -50,6 +69,10 @@ class SyntheticCamera(VideoStreamTrack):
         pts, time_base = await self._next_timestamp()
         if not self.still:
             self.count += 1
+        if self.pictures is not None:
+            frame = av.VideoFrame.from_ndarray(self.pictures[self.count % len(self.pictures)], format="rgb24")
+            frame.pts, frame.time_base = pts, time_base
+            return frame
         x = np.arange(self.width, dtype=np.uint16)[None, :]
         y = np.arange(self.height, dtype=np.uint16)[:, None]
         img = np.zeros((self.height, self.width, 3), np.uint8)
@@ -195,7 +218,7 @@ def read_speech(path: str) -> np.ndarray:
 class Client:
     pc: RTCPeerConnection
     channel: RTCDataChannel
-    camera: SyntheticCamera
+    camera: SyntheticCamera | None  # None: a page watching the server's camera source
     microphone: SyntheticMicrophone | None = None
     ear: Ear | None = None  # the server's voice, when the offer asked to receive it
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -213,26 +236,40 @@ class Client:
                     return msg
         return await asyncio.wait_for(find(), timeout)
 
+    async def collect(self, kind: str, seconds: float) -> list[dict]:
+        """The messages of this type that arrive within `seconds` (a benchmark's measured window)."""
+        got: list[dict] = []
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                got.append(await self.next_message(kind, timeout=left))
+            except TimeoutError:
+                break
+        return got
+
     def send(self, obj: object) -> None:
         self.channel.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
 
     async def close(self) -> None:
-        self.camera.stop()
+        if self.camera is not None:
+            self.camera.stop()
         if self.microphone is not None:
             self.microphone.stop()
         await self.pc.close()
 
 
 async def connect(base_url: str, width: int = 320, height: int = 240, fps: float = 30.0,
-                  resume: str | None = None, microphone: bool = False, hear: bool = False,
-                  room: Room | None = None) -> Client:
-    """Makes an offer with one video track (and a microphone track, if asked) and a `guidance` channel (and the resume
+                  resume: str | None = None, microphone: bool = False, camera: bool = True,
+                  video_file: Path | None = None, hear: bool = False, room: Room | None = None) -> Client:
+    """Makes an offer with one video track (none with camera=False, as a page watching the server's camera source;
+    the frames of video_file, if given; and a microphone track, if asked) and a `guidance` channel (and the resume
     token, if given); waits for the session's `status: ready`, kept as `client.ready`, so every message left in the
     queue is one sent after it. With hear, the audio section also receives (the server's voice, kept by
     `client.ear`); with a room, what it receives is played back into the microphone."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    camera = SyntheticCamera(width, height, fps)
-    pc.addTransceiver(camera, direction="sendonly")
+    video = SyntheticCamera(width, height, fps, video_file) if camera else None
+    if video is not None:
+        pc.addTransceiver(video, direction="sendonly")
     mic = SyntheticMicrophone() if microphone else None
     if mic is not None:
         pc.addTransceiver(mic, direction="sendrecv" if hear else "sendonly")
@@ -242,7 +279,7 @@ async def connect(base_url: str, width: int = 320, height: int = 240, fps: float
     if ear is not None:
         pc.on("track", lambda track: ear.listen(track) if track.kind == "audio" else None)
     channel = pc.createDataChannel("guidance")
-    client = Client(pc, channel, camera, mic, ear)
+    client = Client(pc, channel, video, mic, ear)
     opened = asyncio.get_running_loop().create_future()
     channel.on("open", lambda: opened.done() or opened.set_result(True))
     def on_message(raw: str) -> None:

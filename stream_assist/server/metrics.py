@@ -57,20 +57,23 @@ class _Endpoints:
         yield from (up, busy, requests, failures)
 
 
-class _ModelProcess:
-    """Collector for the embedded model's own process: up, and restarts after it died or hung (none inline)."""
+class _UpAndRestarts:
+    """Collector for a part that is up or not and comes back after failing: the embedded model's own process (none
+    inline), the camera source (none without one)."""
 
-    def __init__(self, report: Callable[[], dict | None]) -> None:
+    def __init__(self, report: Callable[[], dict | None], name: str, up_help: str, restarts_help: str,
+                 is_up: Callable[[dict], bool], restarts_key: str) -> None:
         self._report = report
+        self._name, self._up_help, self._restarts_help = name, up_help, restarts_help
+        self._is_up, self._restarts_key = is_up, restarts_key
 
     def collect(self):  # noqa: ANN201 - prometheus collector protocol
         state = self._report()
         if state is None:
             return
-        yield GaugeMetricFamily("stream_assist_model_process_up", "1 while the model process runs",
-                                value=float(state["alive"]))
-        yield CounterMetricFamily("stream_assist_model_process_restarts",
-                                  "Model processes started after one died or hung", value=state["restarts"])
+        yield GaugeMetricFamily(f"{self._name}_up", self._up_help, value=float(self._is_up(state)))
+        yield CounterMetricFamily(f"{self._name}_{self._restarts_key}", self._restarts_help,
+                                  value=state[self._restarts_key])
 
 
 class Metrics:
@@ -78,12 +81,18 @@ class Metrics:
 
     def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]],
                  endpoints: Callable[[], list[dict]] = list,
-                 model_process: Callable[[], dict | None] = lambda: None) -> None:
+                 model_process: Callable[[], dict | None] = lambda: None,
+                 source: Callable[[], dict | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.retired: Counter = Counter()
         self.registry.register(_SessionCounters(live_counters, self.retired))
         self.registry.register(_Endpoints(endpoints))
-        self.registry.register(_ModelProcess(model_process))
+        self.registry.register(_UpAndRestarts(
+            model_process, "stream_assist_model_process", "1 while the model process runs",
+            "Model processes started after one died or hung", lambda s: bool(s["alive"]), "restarts"))
+        self.registry.register(_UpAndRestarts(
+            source, "stream_assist_source", "1 while the camera source delivers frames",
+            "Times the camera source dropped and came back", lambda s: s["state"] == "live", "reconnects"))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",
