@@ -465,12 +465,12 @@ def replay(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .inference.model_source import resolve
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
     from .speech_out import load_voice
 
     config = apply_overrides(load_config(args.config), args)
-    voice = load_voice(config.speech)  # a bad voice is a one-line error before the model loads
     if config.voice.enabled:
         from .voice.whisper_source import local_asr
 
@@ -478,6 +478,9 @@ def serve(args: argparse.Namespace) -> int:
     context = _ssl_context(args, config.server.host)
     if config.source.url:
         check_source(config.source.url, config.source.loop)
+    if config.model.backend != "openai":
+        resolve(config.model)  # a missing model file is a one-line error before anything loads
+    voice = load_voice(config.speech)  # and a bad voice one before the model loads
     model, name = load_model(config)
     worker = InferenceWorker(model)
     worker.start()
