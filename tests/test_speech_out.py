@@ -78,7 +78,7 @@ def test_only_what_the_voice_can_say_is_given_to_it() -> None:
     assert first_sentence("Hold it. Then") == "Hold it." and first_sentence("It is 3.5") is None
 
 
-def test_a_voice_that_is_not_pipers_is_refused_clearly(tmp_path: Path) -> None:
+def test_a_voice_that_is_not_pipers_is_refused_clearly(tmp_path: Path, tiny_files, capsys) -> None:  # noqa: ANN001
     bad = tmp_path / "voice.onnx"
     bad.write_bytes(b"not a model at all")
     with pytest.raises(VoiceError, match="does not exist"):
@@ -91,7 +91,11 @@ def test_a_voice_that_is_not_pipers_is_refused_clearly(tmp_path: Path) -> None:
         Synthesiser(voice_files(str(bad)))
     with pytest.raises(VoiceError, match="not a path"):
         choose("piper:no such voice")
-    assert cli_main(["serve", "--tts", f"piper:{bad}", "--port", "0"]) == 2
+    capsys.readouterr()
+    assert cli_main(["serve", "--tts", f"piper:{bad}", "--port", "0", "--model", str(tiny_files.text),
+                     "--mmproj", str(tiny_files.mmproj)]) == 2  # refused before the model loads
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is not a Piper voice model" in lines[0], lines
 
 
 # --- on the audio track -----------------------------------------------------------------------------
