@@ -35,6 +35,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
+    p.add_argument("--tts", help="voice: auto (default: the packaged Piper voice with the [speech] extra, else the "
+                   "page's own speech), browser, or piper:<hub voice like en_US-lessac-medium | path/to/voice.onnx>")
     p.add_argument("--asr", help="recogniser: auto (default: faster-whisper tiny.en when installed, else "
                    "pocketsphinx), pocketsphinx, faster-whisper:<tiny.en | base.en | small.en, fetched from the hub "
                    "once | path to a CTranslate2 folder> (pip install 'stream-assist[speech]'), or whisper:<ggml name "
@@ -111,6 +113,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     page.add_argument("--chromium", default=None, help="browser binary (default /usr/bin/chromium)")
     page.add_argument("--camera", choices=("fake", "pattern"), default="fake",
                       help="Chromium's fake camera, or the page's test pattern carrying capture times in its pixels")
+    page.add_argument("--tts", default="auto", help="voice, as serve --tts (auto: the server's when installed)")
     page.add_argument("--json", action="store_true")
     model = kinds.add_parser("model", help="model phases per frame: JPEG/raw, tiles/overview, prompt cache")
     _model_choice(model)
@@ -184,6 +187,14 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                        "(default: pocketsphinx and auto); whisper:random is a random-weight whisper.cpp model made "
                        "here (its text is noise: for the costs only)")
     voice.add_argument("--json", action="store_true")
+    speak = kinds.add_parser("speak", help="the server's voice: synthesis cost, its echo through a loudspeaker, "
+                                           "pause over it, guidance → first sample, barge-in")
+    _model_choice(speak)
+    speak.add_argument("--tts", default="piper:joe", help="voice, as serve --tts (default the packaged one)")
+    speak.add_argument("--echo-minutes", type=float, default=10.0, help="guidance through the simulated room")
+    speak.add_argument("--double-talk", type=int, default=40, help="'pause's said over the voice in the room")
+    speak.add_argument("--trials", type=int, default=10, help="live utterances and barge-ins over WebRTC")
+    speak.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -251,6 +262,15 @@ def bench(args: argparse.Namespace) -> int:
         from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
+    if args.bench == "speak":
+        from .bench import speech_out as bench_speak
+        from .speech_out import load_voice
+
+        config.speech.tts = args.tts
+        voice = load_voice(validate(config).speech)
+        if voice is None:
+            raise ValueError("bench speak needs a server voice: --tts piper:<voice>")
+        return bench_speak.main(files, voice, args.echo_minutes, args.double_talk, args.trials, args.json)
     if args.bench == "voice":
         from .bench import voice as bench_voice
 
@@ -277,8 +297,9 @@ def bench(args: argparse.Namespace) -> int:
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
                                 args.overview_only)
-    return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.camera,
-                           args.json)
+    config.speech.tts = args.tts
+    return bench_page.main(files, validate(config), args.seconds, args.chromium or bench_page.default_chromium(),
+                           args.camera, args.json)
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -305,6 +326,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         config.source.loop = True
     if getattr(args, "record", None) is not None:
         config.record.dir = str(args.record)
+    if getattr(args, "tts", None) is not None:
+        config.speech.tts = args.tts
     return validate(config)
 
 
@@ -446,8 +469,10 @@ def replay(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .inference.model_source import resolve
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
+    from .speech_out import load_voice
 
     config = apply_overrides(load_config(args.config), args)
     if config.voice.enabled:
@@ -457,10 +482,13 @@ def serve(args: argparse.Namespace) -> int:
     context = _ssl_context(args, config.server.host)
     if config.source.url:
         check_source(config.source.url, config.source.loop)
+    if config.model.backend != "openai":
+        resolve(config.model)  # a missing model file is a one-line error before anything loads
+    voice = load_voice(config.speech)  # and a bad voice one before the model loads
     model, name = load_model(config)
     worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(config, worker, name)
+    state = ServerState(config, worker, name, voice)
     asyncio.run(_serve_until_signal(make_app(state), config, context, state.token))
     return 0
 

@@ -158,6 +158,18 @@ class RecordConfig:
 
 
 @dataclass
+class SpeechConfig:
+    """The server's voice (stream_assist/speech_out/): guidance spoken on the session's WebRTC audio track."""
+
+    tts: str = "auto"  # auto: the packaged Piper voice with the [speech] extra, else the page's speechSynthesis |
+    # browser: the page speaks | piper:<hub voice name like en_US-lessac-medium | path/to/voice.onnx | joe>
+    length_scale: float = 1.0  # Piper's pace: above 1 slower, below 1 faster
+    max_chars: int = 600  # a longer guidance is cut (at a word) when spoken; the page still shows all of it
+    echo_canceller: bool = True  # take the voice's own echo out of the microphone (WebRTC AEC3, pywebrtc-audio)
+    echo_tail_s: float = 0.6  # after the last sample sent, its echo may still reach the microphone this long
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -169,6 +181,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -258,11 +271,22 @@ def validate(config: Config) -> Config:
         (config.source.max_backoff_s >= 0.25, "source.max_backoff_s must be at least 0.25"),
         (config.record.max_mb >= 1, "record.max_mb must be at least 1"),
         (0 <= config.record.crf <= 51, "record.crf must be 0..51"),
+        *speech_checks(config.speech),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def speech_checks(config: SpeechConfig) -> list[tuple[bool, str]]:
+    return [
+        (config.tts in ("auto", "browser") or (config.tts.startswith("piper:") and len(config.tts) > 6),
+         "speech.tts must be auto, browser or piper:<voice name | path to .onnx>"),
+        (0.25 <= config.length_scale <= 4, "speech.length_scale must be in [0.25, 4]"),
+        (config.max_chars >= 1, "speech.max_chars must be at least 1"),
+        (0 <= config.echo_tail_s <= 5, "speech.echo_tail_s must be in [0, 5]"),
+    ]
 
 
 def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:

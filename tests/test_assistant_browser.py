@@ -42,7 +42,8 @@ async def test_card_next_kill_restart_and_the_page_comes_back_at_step_2(tiny_fil
     data = tmp_path / "journals"
     config = tmp_path / "serve.toml"
     config.write_text(f'[assistant]\ndata_dir = "{data}"\ncards_dir = "{tmp_path / "cards"}"\n'
-                      "[model]\nn_ctx = 1024\nmax_tokens = 12\nn_threads = 1\n[pipeline]\nmax_edge = 256\n")
+                      "[model]\nn_ctx = 1024\nmax_tokens = 12\nn_threads = 1\n[pipeline]\nmax_edge = 256\n"
+                      '[speech]\ntts = "browser"\n')  # the page speaks: what it says is spied on
     port = free_port()
     async with serve(tiny_files, port, config) as (base, proc):
         async with open_page(base, chromium_path, viewport={"width": 400, "height": 860}) as page:

@@ -48,6 +48,7 @@ const speech = { frame: null, said: "", last: "", startedAt: {} };
 function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
 
 function say(text, frame) {
+  if (voice.probe.serverVoice) return;  // the server speaks on the audio track
   if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
   if (voice.probe.quiet) return;  // the person said "quiet": show only
   speech.startedAt[frame] = speech.startedAt[frame] || nowMs();
@@ -152,6 +153,20 @@ function glassToGuidance(msg, shownAt) {
   return lat;
 }
 
+// The server's voice started (or stopped) saying something: "speaking", and camera → speech for its frame, with
+// the first sample's server time moved into this clock (so it carries the clock's uncertainty).
+function onSpeech(msg) {
+  voice.onSpeech(msg);
+  if (msg.state !== "start" || msg.frame_id == null || clock.offset === null) return;
+  const at = msg.at_ms - clock.offset;
+  speech.startedAt[msg.frame_id] = at;  // read by glassToGuidance when the speech began before the guidance
+  const lat = window.streamAssist.latency.find((l) => l.frame === msg.frame_id);
+  if (lat && lat.capture_ms !== null) {
+    lat.speech_ms = at - lat.capture_ms;
+    dashboard.refresh();
+  }
+}
+
 // The server looks at frames no larger than frame_max_edge: sending more only costs encoding here,
 // uplink, and decoding on the server. The preview keeps the camera's full size.
 function fitVideoToServer(maxEdge) {
@@ -176,6 +191,7 @@ function onMessage(event) {
     showGuidance(msg);
   }
   else if (msg.type === "partial") showPartial(msg);
+  else if (msg.type === "speech") onSpeech(msg);
   else if (msg.type === "error") {
     showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
     if (msg.code === "replaced") replaced();
@@ -514,6 +530,7 @@ ui.pause.onclick = () => {
   send({ type: paused ? "pause" : "resume" });
 };
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
+ui.speak.onchange = () => voice.mute(!ui.speak.checked);  // the server's voice too: shown, not heard
 ui.apply.onclick = () => send(settingsMessage());
 document.getElementById("record").onchange = (event) => send({ type: "record", on: event.target.checked });
 

@@ -137,6 +137,7 @@ const dashboard = (() => {
       if (typeof uPlot !== "undefined" && el("dashboard").open) redraw();
     },
     redraw() { if (rows.length && el("dashboard").open) redraw(); },
+    refresh() { if (rows.length) table(); },  // a figure of a guidance already shown came in later (speech)
     rows,
   };
 })();

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import AssistantConfig
 from .cards import Card, find_card, typed_card
 from .places import card_dirs, journal_for, limits
-from .policy import Decision, naive_decision
+from .policy import Decision, naive_decision, norm
 from .questions import VERDICT_WORDS, draft_question, frame_context, frame_question, parse_draft, read_answer
 from .state import TaskState, replay
 from .tracker import Event, Tracker
@@ -120,6 +120,13 @@ class LiveTask:
         if held is None or tracker is None or held.step != tracker.step:
             return []
         return [self._guidance(self._decide(held, self.clock()))]
+
+    def speaks_early(self, sentence: str) -> bool:
+        """Whether an answer that begins with this sentence will be said, so the server's voice can say it while the
+        rest is written: with no task the rule says each new answer (never after `quiet` or over the person)."""
+        policy = self.state.policy
+        return (self.state.tracker is None and not self.state.draft_for and not policy.hushed
+                and not policy.person_speaking and not norm(self.last_answer).startswith(norm(sentence)))
 
     # --- model answers -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from ..inference.hardware import apply_hardware_defaults
 from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
 from ..source.feed import SourceFeed
+from ..speech_out.synth import Synthesiser
 from ..voice.faster_whisper_source import chosen_asr, describe
 from .access import middleware, resolve_token
 from .audio_offer import answer_with_declined, decline_undecodable_audio
@@ -49,12 +50,14 @@ APP_STATE = web.AppKey("state", "ServerState")
 class ServerState:
     """What the app owns: the shared worker (and its model), the sessions, the enhancement threads."""
 
-    def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
+    def __init__(self, config: Config, worker: InferenceWorker, model_name: str,
+                 voice: Synthesiser | None = None) -> None:
         self.config = apply_hardware_defaults(config, gpu_offload_available())
         if config.voice.enabled:
             config.voice.asr = chosen_asr(config.voice.asr)
         log.info("voice: %s", f"recogniser {describe(config.voice.asr)} ({config.voice.asr})" if config.voice.enabled
                  else "off")
+        self.voice = voice  # the server's voice (speech_out.load_voice), or None: pages speak for themselves
         log.info("enhancement kernels ready in %.2f s (compiled, or loaded from Numba's cache)", warm_up())
         self.worker = worker
         self.model_name = model_name
@@ -135,13 +138,14 @@ async def offer(request: web.Request) -> web.Response:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(state.config)]))
     kept: SessionState | None = state.resume.take(resume_token) if resume_token else None
     session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed,
-                      resume_token=resume_token, state=kept, follows=state.source)
+                      resume_token=resume_token, state=kept, follows=state.source, voice=state.voice)
     if state.source is None:
         session.recorder = recorder_for(state, session.id)
     state.sessions[session.id] = session
     usable, declined = decline_undecodable_audio(description.sdp)  # a microphone we cannot decode: video only
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="offer"))
+        session.attach_speech()  # the server's voice on the page's receiving audio section, if there is one
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as e:  # aiortc raises several types for SDP it cannot use
         await session.close()
@@ -192,6 +196,8 @@ async def health(request: web.Request) -> web.Response:
         "max_sessions": state.config.server.max_sessions,
         "asr": state.config.voice.asr if state.config.voice.enabled else "off",  # the recogniser auto picked
         "resumable": len(state.resume),  # closed sessions' state waiting server.resume_s for its page to come back
+        "speech": {"voice": state.voice.name if state.voice else None,  # None: each page speaks (speechSynthesis)
+                   "engine": "piper" if state.voice else "browser"},
         "source": state.feed.state.as_dict() if state.feed else None,  # the camera source, when there is one
     })
 

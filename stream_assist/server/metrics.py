@@ -101,6 +101,12 @@ class Metrics:
         self.decoded_to_sent = Histogram("stream_assist_decoded_to_sent_seconds",
                                          "Decoded frame to guidance sent, model included",
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.speech_start = Histogram("stream_assist_speech_start_seconds",
+                                      "Text handed to the server voice to its first sample leaving on the audio track",
+                                      buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.speech_out = Histogram("stream_assist_speech_out_seconds",
+                                    "Decoded frame to the first sample of its spoken guidance leaving the server",
+                                    buckets=LATENCY_BUCKETS, registry=self.registry)
         self.generation_tps = Gauge("stream_assist_generation_tokens_per_second",
                                     "Generated tokens per second of the latest answer", registry=self.registry)
         self.prompt_tps = Gauge("stream_assist_prompt_tokens_per_second",
@@ -123,6 +129,13 @@ class Metrics:
         evaluated = gen.prompt_tokens - gen.reused_tokens
         if prefill > 0:
             self.prompt_tps.set(evaluated / prefill)
+
+    def observe_speech(self, ready_to_start_s: float, timeline: Timeline | None) -> None:
+        """Records one utterance's start: from its text, and (for a frame's guidance) from the frame."""
+        self.speech_start.observe(max(0.0, ready_to_start_s))
+        marks = timeline.marks if timeline is not None else {}
+        if "speech_out" in marks and "decoded" in marks:
+            self.speech_out.observe(marks["speech_out"] - marks["decoded"])
 
     def retire(self, counters: dict[str, int]) -> None:
         """Keeps a closing session's counts in the totals."""

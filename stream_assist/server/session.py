@@ -29,12 +29,14 @@ from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
 from ..latency.timeline import Timeline
 from ..record.recorder import Recorder, start_recording
+from ..speech_out.synth import Synthesiser
 from ..video.change_gate import ChangeGate, thumbnail
 from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
 from .session_state import SessionState
+from .speech_link import SpeechLink, receiving_transceiver
 from .voice_link import VoiceLink, help_fields
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class Session:
 
     def __init__(self, pc: RTCPeerConnection | None, worker: InferenceWorker, config: Config, executor: Executor,
                  metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None,
-                 state: SessionState | None = None, follows: Session | None = None) -> None:
+                 state: SessionState | None = None, follows: Session | None = None,
+                 voice: Synthesiser | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
         self.resume_token = resume_token or protocol.new_resume_token()
@@ -67,6 +70,8 @@ class Session:
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.voice: VoiceLink | None = None  # the microphone's listener, once an audio track arrives
+        self.server_voice = voice  # the Piper voice, when the server speaks (attach_speech)
+        self.speech: SpeechLink | None = None  # this session's audio track and speaker, once attached
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
@@ -102,9 +107,28 @@ class Session:
 
     # --- video path -------------------------------------------------------------------------------
 
+    def attach_speech(self) -> None:
+        """After the offer is set: the server's voice goes out on the page's receiving audio section, if it has one
+        (and the microphone then hears through the voice's echo canceller)."""
+        if self.follows is not None:  # a page watching the server's camera speaks for itself (speechSynthesis)
+            return
+        transceiver = receiving_transceiver(self.pc) if self.server_voice is not None else None
+        if transceiver is None or self.server_voice is None:
+            return
+        self.speech = SpeechLink(self.server_voice, transceiver, self.config.speech, self.metrics, self.send,
+                                 self._assistant_speaking)
+        if self.voice is not None:
+            self.voice.hear_over(self.speech.reference, self.config.speech)
+
+    def _assistant_speaking(self, on: bool, text: str) -> None:
+        if self.voice is not None:
+            self.voice.assistant_speaking(on, text)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.voice is None:
             self.voice = VoiceLink(self, track)
+            if self.speech is not None:
+                self.voice.hear_over(self.speech.reference, self.config.speech)
             self._spawn(self.voice.listen())
         if track.kind != "video" or self.sampler is not None:
             return
@@ -175,7 +199,14 @@ class Session:
 
     def _partial_from_worker(self, job: Job, text: str) -> None:
         """Called on the worker thread as tokens arrive; the page shows the answer growing."""
-        self._loop.call_soon_threadsafe(lambda: self.send("partial", frame_id=job.frame_id, text=text))
+        self._loop.call_soon_threadsafe(self._partial, job, text)
+
+    def _partial(self, job: Job, text: str) -> None:
+        if self._closing:
+            return
+        self.send("partial", frame_id=job.frame_id, text=text)
+        if self.speech is not None and not self.state.paused:  # its first sentence, said while the rest is written
+            self.speech.partial(job.frame_id, job.timeline, text, self.assistant.speaks_early)
 
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -206,6 +237,8 @@ class Session:
                      verdict=gen.verdict)
         for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict, job.context):  # said?
             self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
+            if self.speech is not None:
+                self.speech.sent(kind, {**frame, **fields} if kind == "guidance" else fields, tl)
 
     def counters(self) -> dict[str, int]:
         sampler = self.sampler.counters if self.sampler else None
@@ -241,7 +274,7 @@ class Session:
         self._send_status("ready")
         owner = self.follows or self
         if owner.assistant.state.card is not None:  # a task restored by the resume token (or the source's)
-            self._send_all([owner.assistant.task_message()])
+            self.send_all([owner.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -265,6 +298,7 @@ class Session:
                   frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed or owner is not self,
                   recent=list(owner.state.recent), counters=owner.counters(), watch=owner is not self,
                   recording=owner.recorder.video_path.name if owner.recorder is not None else None,
+                  speech_out="server" if self.speech is not None else "page",
                   **owner.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
@@ -287,6 +321,8 @@ class Session:
         if self.follows is not None and not isinstance(message, protocol.Help | protocol.Speaking):
             self.follows.apply(message)  # settings, task and commands belong to the source this page watches
             return
+        if isinstance(message, (protocol.Pause, protocol.Quiet)) and self.speech is not None:
+            self.speech.stop("paused" if isinstance(message, protocol.Pause) else "quiet")
         if isinstance(message, protocol.Pause):
             self.state.paused = True
             self.slot.pause()
@@ -300,20 +336,22 @@ class Session:
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
             try:
-                self._send_all(self.assistant.command(message.name))
+                self.send_all(self.assistant.command(message.name))
             except NoTaskError as e:
+                if message.name == "repeat" and self.speech is not None and self.speech.repeat():
+                    return  # no task: repeat says again what the voice said last
                 self.send("error", code="no_task", message=str(e))
                 return
             self._send_status("task")
         elif isinstance(message, protocol.Draft):
-            self._send_all(self.assistant.request_draft(message.task))
+            self.send_all(self.assistant.request_draft(message.task))
             self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
             self._send_status("drafting")
         elif isinstance(message, protocol.Quiet):
             self.assistant.state.policy.hush()  # show only, until `resume` or a new step
             self._send_status("quiet")
         elif isinstance(message, protocol.Help):
-            self.send("help", **help_fields())
+            self.send_all([("help", help_fields())])
         elif isinstance(message, protocol.Speaking):
             if self.voice is not None:
                 self.voice.speaking(message)
@@ -332,7 +370,7 @@ class Session:
                 self.send("error", code="bad_task", message=str(e))
                 return
             if card is not None:
-                self._send_all(self.assistant.set_card(card))
+                self.send_all(self.assistant.set_card(card))
             if message.preset is not None:
                 self.state.prompt.preset = message.preset
             if message.task is not None:
@@ -351,15 +389,21 @@ class Session:
         self._send_status("running")
 
     def person_speaking(self, on: bool) -> None:
-        """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""
+        """The person started or stopped speaking: the assistant holds its speech meanwhile (the server's voice
+        falls silent at its next frame: a barge-in), then says what waited."""
         if self.follows is not None:
             self.follows.person_speaking(on)
             return
-        self._send_all(self.assistant.set_person_speaking(on))
+        if on and self.speech is not None:
+            self.speech.stop("barge_in")
+        self.send_all(self.assistant.set_person_speaking(on))
 
-    def _send_all(self, messages: list[tuple[str, dict]]) -> None:
+    def send_all(self, messages: list[tuple[str, dict]]) -> None:
+        """Sends messages not about a frame (task commands, help, held-back speech); the voice says what is said."""
         for kind, fields in messages:
             self.send(kind, **fields)
+            if self.speech is not None:
+                self.speech.sent(kind, fields)
 
     def send(self, kind: str, **fields: object) -> None:
         """Sends one message to this page if its channel is open (a closed channel means the session is going), to
@@ -422,6 +466,8 @@ class Session:
         self._watchdog.cancel()
         if self.voice is not None:
             self.voice.close()
+        if self.speech is not None:
+            self.speech.close()
         self.worker.unregister(self.id)
         self.slot.pause()
         if self.follows is not None:
