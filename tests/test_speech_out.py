@@ -27,8 +27,6 @@ from .conftest import running_server, small_config
 from .test_browser import chromium_path, open_page  # noqa: F401 - the fixture is used by name
 from .voice_clips import clip, to_48k
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 STEPS = ["Take the wheel off the bike.", "Find the hole in the inner tube and mark it with chalk, then dry it well."]
 
 
