@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .bench import enhance as bench_enhance
@@ -34,8 +35,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", type=Path, help="certificate (PEM) for HTTPS")
     p.add_argument("--tls-key", type=Path, help="private key (PEM) for HTTPS")
     p.add_argument("--self-signed", action="store_true", help="make (once) and use a self-signed certificate")
-    p.add_argument("--asr", help="recogniser: pocketsphinx (default, offline) or whisper:<ggml model name such as "
-                   "base.en, fetched from the hub once | path to a ggml file> (pip install stream-assist[whisper])")
+    p.add_argument("--tts", help="voice: auto (default: the packaged Piper voice with the [speech] extra, else the "
+                   "page's own speech), browser, or piper:<hub voice like en_US-lessac-medium | path/to/voice.onnx>")
+    p.add_argument("--asr", help="recogniser: auto (default: faster-whisper tiny.en when installed, else "
+                   "pocketsphinx), pocketsphinx, faster-whisper:<tiny.en | base.en | small.en, fetched from the hub "
+                   "once | path to a CTranslate2 folder> (pip install 'stream-assist[speech]'), or whisper:<ggml name "
+                   "| path> (pip install 'stream-assist[whisper]')")
+    p.add_argument("--source", metavar="URL|DEVICE|FILE",
+                   help="a camera beside the browser, guided from start and watched from any page: rtsp(s)://, "
+                        "http(s):// MJPEG or HLS, /dev/videoN, or a video file")
+    p.add_argument("--loop", action="store_true", help="play a file --source again when it ends")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record each session (what the model was shown, the guidance, task events, what was heard)")
 
 
 def _model_choice(p: argparse.ArgumentParser) -> None:
@@ -102,6 +113,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     page.add_argument("--chromium", default=None, help="browser binary (default /usr/bin/chromium)")
     page.add_argument("--camera", choices=("fake", "pattern"), default="fake",
                       help="Chromium's fake camera, or the page's test pattern carrying capture times in its pixels")
+    page.add_argument("--tts", default="auto", help="voice, as serve --tts (auto: the server's when installed)")
     page.add_argument("--json", action="store_true")
     model = kinds.add_parser("model", help="model phases per frame: JPEG/raw, tiles/overview, prompt cache")
     _model_choice(model)
@@ -124,6 +136,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--endpoints", type=int, default=0,
                       help="run the model in this many llama_cpp.server processes (--threads each, default 1) and "
                            "reach them with the openai backend (needs llama-cpp-python[server])")
+    load.add_argument("--video", type=Path, help="the clients stream this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
     load.add_argument("--json", action="store_true")
     live = kinds.add_parser("live", help="the same model isolated and in the live server with a streaming client")
     _model_choice(live)
@@ -137,7 +151,16 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                       "isolated model is called from: main thread, a second thread, a model process)")
     live.add_argument("--live-process", choices=("child", "inline"), default="child",
                       help="model.process of the live server")
+    live.add_argument("--video", type=Path, help="the client streams this file's frames (a recording's .mkv, or any "
+                      "video) instead of a generated pattern")
+    live.add_argument("--card", default="", help="follow this task card: every frame asks whether its step is done")
     live.add_argument("--json", action="store_true")
+    source = kinds.add_parser("source", help="camera source and recordings: RTSP frame → model input, decode CPU, "
+                                             "reconnect time, recording cost, replay --fast speed")
+    _model_choice(source)
+    source.add_argument("--seconds", type=float, default=10.0, help="each measured window")
+    source.add_argument("--reconnects", type=int, default=3)
+    source.add_argument("--json", action="store_true")
     soak = kinds.add_parser("soak", help="connect/stream/disconnect cycles: memory, thread and fd growth")
     _model_choice(soak)
     soak.add_argument("--cycles", type=int, default=200)
@@ -160,9 +183,18 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     voice = kinds.add_parser("voice", help="hearing the person: command accuracy, false accepts, latency, CPU")
     _model_choice(voice)
     voice.add_argument("--repeats", type=int, default=10, help="spoken commands in the live part")
-    voice.add_argument("--asr", default="pocketsphinx", help="recogniser, as serve --asr; whisper:random is a "
-                       "random-weight whisper model made here (its text is noise: for the costs only)")
+    voice.add_argument("--asr", action="append", help="recogniser, as serve --asr, repeatable: measured side by side "
+                       "(default: pocketsphinx and auto); whisper:random is a random-weight whisper.cpp model made "
+                       "here (its text is noise: for the costs only)")
     voice.add_argument("--json", action="store_true")
+    speak = kinds.add_parser("speak", help="the server's voice: synthesis cost, its echo through a loudspeaker, "
+                                           "pause over it, guidance → first sample, barge-in")
+    _model_choice(speak)
+    speak.add_argument("--tts", default="piper:joe", help="voice, as serve --tts (default the packaged one)")
+    speak.add_argument("--echo-minutes", type=float, default=10.0, help="guidance through the simulated room")
+    speak.add_argument("--double-talk", type=int, default=40, help="'pause's said over the voice in the room")
+    speak.add_argument("--trials", type=int, default=10, help="live utterances and barge-ins over WebRTC")
+    speak.add_argument("--json", action="store_true")
     proj = kinds.add_parser("projector", help="F16 vs Q8_0 projector: encode time and embedding difference")
     proj.add_argument("--shape", choices=sorted(SHAPES), default="500m")
     proj.add_argument("--image-size", type=int, default=512)
@@ -187,9 +219,9 @@ def bench_model_files(args: argparse.Namespace) -> ModelFiles:
 def _bench_asr(asr: str) -> str:
     """The recogniser to measure: whisper:random becomes a random-weight model written to the cache."""
     if asr != "whisper:random":
-        from .voice.whisper_source import local_asr
+        from .voice.recognisers import checked_asr
 
-        return local_asr(asr)
+        return checked_asr(asr)
     from .bench.random_whisper import write_random_whisper
 
     return f"whisper:{write_random_whisper(CACHE_DIR / 'random-models' / 'ggml-random-whisper.bin')}"
@@ -222,20 +254,34 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     files = bench_model_files(args)
+    if args.bench == "source":
+        from .bench import source as bench_source
+
+        return bench_source.main(files, args.seconds, args.reconnects, args.json)
     if args.bench == "soak":
         from .bench import soak as bench_soak
 
         return bench_soak.main(files, args.cycles, args.json)
+    if args.bench == "speak":
+        from .bench import speech_out as bench_speak
+        from .speech_out import load_voice
+
+        config.speech.tts = args.tts
+        voice = load_voice(validate(config).speech)
+        if voice is None:
+            raise ValueError("bench speak needs a server voice: --tts piper:<voice>")
+        return bench_speak.main(files, voice, args.echo_minutes, args.double_talk, args.trials, args.json)
     if args.bench == "voice":
         from .bench import voice as bench_voice
 
-        return bench_voice.main(files, args.repeats, args.json, _bench_asr(args.asr))
+        asrs = dict.fromkeys(_bench_asr(a) for a in args.asr or ["pocketsphinx", "auto"])  # in order, once each
+        return bench_voice.main(files, args.repeats, args.json, list(asrs))
     if args.bench == "load":
         from .bench import load as bench_load
 
         width, height = (int(v) for v in args.size.lower().split("x"))
         return bench_load.main(files, args.clients, (width, height), args.fps, args.seconds, args.queue, args.threads,
-                               args.json, args.endpoints)
+                               args.json, args.endpoints, args.video)
     if args.bench == "live":
         from .bench import live as bench_live
 
@@ -246,20 +292,21 @@ def bench(args: argparse.Namespace) -> int:
         if not set(modes) <= set(bench_live.ISOLATED):
             raise ValueError(f"--isolated takes {', '.join(bench_live.ISOLATED)}")
         return bench_live.main(files, validate(config).model, (width, height), args.fps, args.seconds, args.repeats,
-                               modes, args.live_process, args.json)
+                               modes, args.live_process, args.json, args.card, args.video)
     if args.bench == "model":
         config.model.n_ctx, config.model.max_tokens, config.model.n_threads = 4096, args.max_tokens, args.threads
         return bench_model.main(files, validate(config).model, args.image_size, args.repeats, args.json,
                                 args.overview_only)
-    return bench_page.main(files, config, args.seconds, args.chromium or bench_page.default_chromium(), args.camera,
-                           args.json)
+    config.speech.tts = args.tts
+    return bench_page.main(files, validate(config), args.seconds, args.chromium or bench_page.default_chromium(),
+                           args.camera, args.json)
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
-    """Command-line flags win over the config file."""
-    if args.host is not None:
+    """Command-line flags win over the config file (serve's; replay has the model's only)."""
+    if getattr(args, "host", None) is not None:
         config.server.host = args.host
-    if args.port is not None:
+    if getattr(args, "port", None) is not None:
         config.server.port = args.port
     if args.model is not None or args.mmproj is not None:
         config.model.model_path = args.model or ""
@@ -271,8 +318,16 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     if args.endpoint:
         config.model.backend = "openai"
         config.openai.endpoints = ",".join(args.endpoint)
-    if args.asr is not None:
+    if getattr(args, "asr", None) is not None:
         config.voice.asr = args.asr
+    if getattr(args, "source", None) is not None:
+        config.source.url = args.source
+    if getattr(args, "loop", False):
+        config.source.loop = True
+    if getattr(args, "record", None) is not None:
+        config.record.dir = str(args.record)
+    if getattr(args, "tts", None) is not None:
+        config.speech.tts = args.tts
     return validate(config)
 
 
@@ -335,29 +390,105 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
     log.info("stopped")
 
 
-def serve(args: argparse.Namespace) -> int:
-    import asyncio
+def check_source(url: str, loop: bool) -> None:
+    """Opens the source and decodes a frame before the model loads: a wrong URL, an unknown codec or a busy
+    webcam is a one-line error now (exit 2), not a retry loop; once serving, a drop is retried with back-off."""
+    from .source.player import SourceError, probe
+    from .source.spec import parse_source
 
+    spec = parse_source(url, loop)
+    try:
+        width, height, codec = probe(spec)
+    except SourceError as e:
+        raise ValueError(str(e)) from None
+    print(f"stream-assist: source {spec.shown}: {codec} {width}x{height}", flush=True)
+
+
+def load_model(config: Config):  # noqa: ANN201 - the embedded or remote model, and its name
+    """The model serve and replay use: the [openai] endpoints, or the embedded model (downloaded if need be)."""
     from .inference.model_process import embedded_model
     from .inference.model_source import resolve
     from .inference.remote_model import RemoteModel
+
+    if config.model.backend == "openai":
+        return RemoteModel(config.openai, config.model), config.openai.endpoints
+    files = resolve(config.model)
+    return embedded_model(files, config.model), files.text.name
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="run a recording through today's pipeline and model; print the new guidance "
+                                      "beside the recorded")
+    p.add_argument("recording", type=Path, help="a recording's .mkv or .jsonl (serve --record DIR)")
+    p.add_argument("--fast", action="store_true", help="every frame, as fast as the model answers (default: at the "
+                                                       "recorded times, through the change gate and the slot)")
+    p.add_argument("--prompt", help="ask this instead of the recorded question")
+    p.add_argument("--out", type=Path, help="write each frame's recorded and new answer here as JSON lines")
+    p.add_argument("--config", type=Path, help="TOML file ([model], [pipeline] settings apply)")
+    p.add_argument("--model", help="local text-model GGUF")
+    p.add_argument("--mmproj", help="local projector GGUF, with --model")
+    p.add_argument("--variant", choices=sorted(VARIANTS))
+    p.add_argument("--n-gpu-layers", type=int)
+    p.add_argument("--endpoint", action="append", metavar="URL", help="an OpenAI-compatible server (repeatable)")
+
+
+def replay(args: argparse.Namespace) -> int:
+    from .inference.worker import InferenceWorker
+    from .record.reading import open_recording
+    from .record.replay import Replayed, replay
+
+    recording = open_recording(args.recording)  # a missing or foreign recording: an error before the model loads
+    config = apply_overrides(load_config(args.config), args)
+    model, name = load_model(config)
+    worker = InferenceWorker(model)
+    worker.start()
+    out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 - closed below
+
+    def show(r: Replayed) -> None:
+        now = r.now if r.now is not None else f"({r.skipped})"
+        print(f"#{r.n:<4} {r.pts_ms / 1000:7.2f} s  recorded: {r.recorded!r}\n{'':15}now:      {now!r}", flush=True)
+        if out is not None:
+            out.write(json.dumps(r.as_dict(), ensure_ascii=False) + "\n")
+
+    started = time.monotonic()
+    try:
+        results = replay(recording, worker, config, args.fast, args.prompt, show)
+    finally:
+        worker.stop()
+        model.close()
+        if out is not None:
+            out.close()
+    answered = [r for r in results if r.now is not None]
+    same = sum(r.now == r.recorded for r in answered)
+    print(f"stream-assist: {len(results)} frames, {len(answered)} answered ({same} as recorded), "
+          f"{sum(r.skipped == 'unchanged' for r in results)} unchanged, {sum(r.skipped == 'dropped' for r in results)} "
+          f"dropped, in {time.monotonic() - started:.1f} s with {name}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .inference.model_source import resolve
     from .inference.worker import InferenceWorker
     from .server.app import ServerState, make_app
+    from .speech_out import load_voice
 
     config = apply_overrides(load_config(args.config), args)
     if config.voice.enabled:
-        from .voice.whisper_source import local_asr
+        from .voice.recognisers import checked_asr
 
-        config.voice.asr = local_asr(config.voice.asr)  # a named whisper model is downloaded now, not mid-session
+        config.voice.asr = checked_asr(config.voice.asr)  # a named model is downloaded and tried now, not mid-session
     context = _ssl_context(args, config.server.host)
-    if config.model.backend == "openai":
-        model, name = RemoteModel(config.openai, config.model), config.openai.endpoints
-    else:
-        files = resolve(config.model)
-        model, name = embedded_model(files, config.model), files.text.name
+    if config.source.url:
+        check_source(config.source.url, config.source.loop)
+    if config.model.backend != "openai":
+        resolve(config.model)  # a missing model file is a one-line error before anything loads
+    voice = load_voice(config.speech)  # and a bad voice one before the model loads
+    model, name = load_model(config)
     worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(config, worker, name)
+    state = ServerState(config, worker, name, voice)
     asyncio.run(_serve_until_signal(make_app(state), config, context, state.token))
     return 0
 
@@ -370,13 +501,14 @@ def main(argv: list[str] | None = None) -> int:
     _bench_parser(sub)
     _enhance_parser(sub)
     _assistant_parsers(sub)
+    _replay_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter at INFO
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return {"serve": serve, "bench": bench, "enhance": enhance, "tasks": tasks,
-                "history": history}[args.command](args)
+                "history": history, "replay": replay}[args.command](args)
     except (ConfigError, ModelFileError, ValueError) as e:
         print(f"stream-assist: error: {e}", file=sys.stderr)
         return 2

@@ -126,7 +126,9 @@ class VoiceConfig:
     """Hearing the person over the page's microphone track (stream_assist/voice/)."""
 
     enabled: bool = True  # listen to the microphone track; off: the track is drained and ignored
-    asr: str = "pocketsphinx"  # pocketsphinx (offline, model in its wheel) or whisper:<ggml name | path> (pip extra)
+    # auto: faster-whisper tiny.en when it and the model are on this machine (the [speech] extra), else pocketsphinx;
+    # or pocketsphinx, faster-whisper:<tiny.en | base.en | small.en | CTranslate2 folder>, whisper:<ggml name | path>
+    asr: str = "auto"
     vad_aggressiveness: int = 3  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
     end_silence_ms: int = 180  # an utterance ends after this much silence
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
@@ -135,6 +137,36 @@ class VoiceConfig:
     max_s_per_phone: float = 0.12  # nor is speech longer than 0.4 s + this per phone of the command heard
     barge_in_ms: int = 150  # while the page speaks, this much of the person's speech stops it
     echo_window_s: float = 3.0  # commands matching what the page said this recently are its own voice
+
+
+@dataclass
+class SourceConfig:
+    """A camera source beside the browser (stream_assist/source/): guided from server start, watched from any page."""
+
+    url: str = ""  # rtsp://, rtsps://, http(s):// (MJPEG, HLS .m3u8), /dev/videoN or a video file; empty: browsers only
+    loop: bool = False  # a file source starts again when it ends
+    max_backoff_s: float = 1.0  # a dropped source is reopened after 0.25 s, then twice as long each time, up to this
+
+
+@dataclass
+class RecordConfig:
+    """Recordings of what the model was shown, and what was said (stream_assist/record/)."""
+
+    dir: str = ""  # where each session's recording goes; empty: nothing is recorded
+    max_mb: float = 500.0  # a recording stops growing at this size (the file stays playable)
+    crf: int = 26  # H.264 quality of the recorded frames (lower: better and bigger)
+
+
+@dataclass
+class SpeechConfig:
+    """The server's voice (stream_assist/speech_out/): guidance spoken on the session's WebRTC audio track."""
+
+    tts: str = "auto"  # auto: the packaged Piper voice with the [speech] extra, else the page's speechSynthesis |
+    # browser: the page speaks | piper:<hub voice name like en_US-lessac-medium | path/to/voice.onnx | joe>
+    length_scale: float = 1.0  # Piper's pace: above 1 slower, below 1 faster
+    max_chars: int = 600  # a longer guidance is cut (at a word) when spoken; the page still shows all of it
+    echo_canceller: bool = True  # take the voice's own echo out of the microphone (WebRTC AEC3, pywebrtc-audio)
+    echo_tail_s: float = 0.6  # after the last sample sent, its echo may still reach the microphone this long
 
 
 @dataclass
@@ -147,6 +179,9 @@ class Config:
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
 def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
@@ -233,11 +268,25 @@ def validate(config: Config) -> Config:
         (config.channel.max_messages_per_s > 0, "channel.max_messages_per_s must be positive"),
         *assistant_checks(config.assistant),
         *voice_checks(config.voice),
+        (config.source.max_backoff_s >= 0.25, "source.max_backoff_s must be at least 0.25"),
+        (config.record.max_mb >= 1, "record.max_mb must be at least 1"),
+        (0 <= config.record.crf <= 51, "record.crf must be 0..51"),
+        *speech_checks(config.speech),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"config: {message}")
     return config
+
+
+def speech_checks(config: SpeechConfig) -> list[tuple[bool, str]]:
+    return [
+        (config.tts in ("auto", "browser") or (config.tts.startswith("piper:") and len(config.tts) > 6),
+         "speech.tts must be auto, browser or piper:<voice name | path to .onnx>"),
+        (0.25 <= config.length_scale <= 4, "speech.length_scale must be in [0.25, 4]"),
+        (config.max_chars >= 1, "speech.max_chars must be at least 1"),
+        (0 <= config.echo_tail_s <= 5, "speech.echo_tail_s must be in [0, 5]"),
+    ]
 
 
 def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
@@ -259,8 +308,9 @@ def assistant_checks(config: AssistantConfig) -> list[tuple[bool, str]]:
 
 def voice_checks(voice: VoiceConfig) -> list[tuple[bool, str]]:
     return [
-        (voice.asr == "pocketsphinx" or (voice.asr.startswith("whisper:") and len(voice.asr) > len("whisper:")),
-         "voice.asr must be pocketsphinx or whisper:<model name or path>"),
+        (voice.asr in ("auto", "pocketsphinx") or any(voice.asr.startswith(k) and len(voice.asr) > len(k)
+                                                      for k in ("whisper:", "faster-whisper:")),
+         "voice.asr must be auto, pocketsphinx, faster-whisper:<model name or folder> or whisper:<model name or path>"),
         (0 <= voice.vad_aggressiveness <= 3, "voice.vad_aggressiveness must be 0..3"),
         (30 <= voice.end_silence_ms <= 3000, "voice.end_silence_ms must be 30..3000"),
         (1 <= voice.max_utterance_s <= 60, "voice.max_utterance_s must be 1..60"),

@@ -17,6 +17,7 @@ from stream_assist.inference.model_source import ModelFiles
 from stream_assist.inference.vision_model import VisionModel
 from stream_assist.inference.worker import InferenceWorker
 from stream_assist.server.app import ServerState, make_app, start_site
+from stream_assist.speech_out.synth import Synthesiser
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,7 @@ def small_config() -> Config:
     config.pipeline.change_threshold = 0.0  # every frame goes to the model, unless a test says otherwise
     config.server.max_sessions = 4
     config.voice.max_utterance_s = 3.0  # the monologue test stays short
+    config.voice.asr = "pocketsphinx"  # the server tests hear with pocketsphinx; test_voice_faster_whisper uses whisper
     return config
 
 
@@ -62,11 +64,13 @@ def vision_model(tiny_files: ModelFiles):
 
 
 @contextlib.asynccontextmanager
-async def running_server(model: VisionModel, config: Config, port: int = 0) -> AsyncIterator[tuple[str, ServerState]]:
-    """The real app on a loopback port (0: a free one), serving model; yields (base URL, state)."""
+async def running_server(model: VisionModel, config: Config, port: int = 0,
+                         voice: Synthesiser | None = None) -> AsyncIterator[tuple[str, ServerState]]:
+    """The real app on a loopback port (0: a free one), serving model (and speaking with voice, if given); yields
+    (base URL, state)."""
     worker = InferenceWorker(model)
     worker.start()
-    state = ServerState(config, worker, "tiny")
+    state = ServerState(config, worker, "tiny", voice)
     app = make_app(state)
     app.on_shutdown.clear()  # the model belongs to the vision_model fixture
     runner, port = await start_site(app, "127.0.0.1", port)

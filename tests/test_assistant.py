@@ -14,7 +14,7 @@ from stream_assist.assistant.history import past_sessions
 from stream_assist.assistant.journal import Journal, read_lines
 from stream_assist.assistant.live import LiveTask
 from stream_assist.assistant.places import card_dirs
-from stream_assist.assistant.questions import frame_question, parse_draft, parse_reply
+from stream_assist.assistant.questions import frame_context, frame_question, parse_draft, parse_reply
 from stream_assist.assistant.tracker import Reading, Tracker
 from stream_assist.config import AssistantConfig
 
@@ -43,7 +43,7 @@ def scripted(live: LiveTask, clock: Clock, answers: list[str], every_s: float = 
         clock.now += every_s
         prompt = live.question()
         assert prompt is not None
-        out += [fields for kind, fields in live.on_answer(prompt, answer) if kind == "guidance"]
+        out += [fields for kind, fields in live.on_answer(prompt, answer, context=live.context()) if kind == "guidance"]
     return out
 
 
@@ -95,8 +95,9 @@ def test_card_files_invalid_toml_unknown_names_and_user_overrides(tmp_path: Path
 
 def test_question_names_task_step_and_done_and_replies_are_read() -> None:
     card = find_card("bicycle-puncture", card_dirs(AssistantConfig(cards_dir="/nonexistent")), LIMITS)
-    q = frame_question(card, 2)
-    assert card.title in q and "step 3 of 9" in q and card.steps[2].done_when in q
+    context, q = frame_context(card, 2), frame_question(2)  # the step's context is asked once, before the image
+    assert card.title in context and "step 3 of 9" in context and card.steps[2].done_when in context
+    assert q.startswith("Is step 3 done") and "DONE" in q and card.title not in q
     assert parse_reply("Done. The tube is out.", card, 2).kind == "done"
     assert parse_reply("not yet, the tube is half out", card, 2).kind == "not_done"
     assert parse_reply("Step 6: the patch is on", card, 2) == Reading("later", 5, "Step 6: the patch is on")
@@ -164,10 +165,10 @@ def test_answers_to_an_old_question_do_not_move_the_step(config: AssistantConfig
     clock = Clock()
     live = LiveTask(config, "tok" * 6, clock=clock)
     live.set_card(typed_card("Tea", ["Boil water", "Add the bag", "Pour"], LIMITS))
-    old = live.question()
+    old = live.question(), live.context()
     live.command("next")
     for _ in range(3):
-        [(_, g)] = live.on_answer(old, "done")
+        [(_, g)] = live.on_answer(old[0], "done", context=old[1])
         assert g["reason"] == "stale" and not g["speak"]
     assert live.state.tracker.step == 1
 

@@ -42,7 +42,8 @@ async def test_card_next_kill_restart_and_the_page_comes_back_at_step_2(tiny_fil
     data = tmp_path / "journals"
     config = tmp_path / "serve.toml"
     config.write_text(f'[assistant]\ndata_dir = "{data}"\ncards_dir = "{tmp_path / "cards"}"\n'
-                      "[model]\nn_ctx = 1024\nmax_tokens = 12\nn_threads = 1\n[pipeline]\nmax_edge = 256\n")
+                      "[model]\nn_ctx = 1024\nmax_tokens = 12\nn_threads = 1\n[pipeline]\nmax_edge = 256\n"
+                      '[speech]\ntts = "browser"\n')  # the page speaks: what it says is spied on
     port = free_port()
     async with serve(tiny_files, port, config) as (base, proc):
         async with open_page(base, chromium_path, viewport={"width": 400, "height": 860}) as page:
@@ -95,7 +96,7 @@ async def test_the_page_says_only_what_the_server_decides_to_say(server, chromiu
     messages += [{**observe, "frame_id": 6, "text": "Done. The water boils."},
                  {**observe, "frame_id": 7, "text": "Step 2 of 3: Add the bag", "speak": True,
                   "reason": "step_change", "step": 1},
-                 {**observe, "frame_id": 8, "text": "Not yet.", "step": 1},
+                 {**observe, "frame_id": 8, "text": "Not yet.", "step": 1, "confidence": 0.42},
                  {**observe, "frame_id": 9, "text": "Step 2 of 3: Add the bag", "reason": "already_said", "step": 1}]
     async with open_page(base, chromium_path) as page:
         await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})",
@@ -106,5 +107,6 @@ async def test_the_page_says_only_what_the_server_decides_to_say(server, chromiu
             await page.evaluate("m => window.streamAssist.handle({data: JSON.stringify(m)})", msg)
         assert await page.evaluate("window.__spoken") == ["Step 2 of 3: Add the bag"]
         assert await page.text_content("#task-progress") == "2 / 3"
+        assert await page.text_content("#task-confidence") == "done? 42 %"  # the evidence so far, as status says
         assert "step_change 1" in await page.text_content("#speech-rates")
         assert "speech 1 / min" in await page.text_content("#speech-rates")

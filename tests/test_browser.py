@@ -7,13 +7,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from stream_assist.bench.page import CHROMIUM_ARGS
+from stream_assist.bench.page import CHROMIUM_ARGS, silent_wav
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,14 +32,7 @@ if (window.speechSynthesis) {
 def silent_microphone() -> str:
     """A WAV of silence for Chromium's fake microphone: its default is a beep that the listener may take for a
     command (a beep heard as "back" once moved a task a step back mid-test). Voice tests give their own speech."""
-    path = SCREENSHOTS.parent / "stream-assist-silence.wav"
-    if not path.exists():
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes(b"\0\0" * 16000)
-    return str(path)
+    return str(silent_wav())
 
 
 def norm(text: str) -> str:

@@ -30,7 +30,7 @@ class GatedModel:
     def lease(self, stopping):
         return contextlib.nullcontext(self.describe)
 
-    def describe(self, rgb, prompt, on_text=None, choices=None) -> Generation:
+    def describe(self, rgb, prompt, on_text=None, choices=None, context="") -> Generation:
         self.seen.append(prompt)
         self.started.release()
         assert self.release.acquire(timeout=30)

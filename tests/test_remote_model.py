@@ -23,7 +23,7 @@ from stream_assist.bench.server_process import LlamaCppServer
 from stream_assist.bench.synthetic_client import Client, connect
 from stream_assist.config import Config
 from stream_assist.inference.endpoint_pool import Endpoint, least_busy, next_backoff
-from stream_assist.inference.prompts import INSTRUCTIONS
+from stream_assist.inference.prompts import instructions
 from stream_assist.inference.remote_model import RemoteModel, jpeg_data_url
 from stream_assist.inference.verdict import Choices
 
@@ -198,6 +198,9 @@ async def test_endpoint_that_hangs_times_out_then_serves_again_when_it_wakes(tin
           f"guidance {resumed * 1000:.0f} ms after it woke")
 
 
+CONTEXT = "Task: Tea. Current step 1 of 3: Boil water."  # a task step: the system turn carries it
+
+
 def _frame() -> np.ndarray:
     return np.full((64, 64, 3), 90, np.uint8)
 
@@ -212,7 +215,7 @@ async def test_a_verdict_comes_from_one_token_and_its_top_logprobs_on_a_real_ser
             await until(lambda: model.pool.endpoints[0].healthy)
             probe = model._clients[server.url].chat.completions.create(
                 model="x", max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20, messages=[
-                    {"role": "system", "content": INSTRUCTIONS},
+                    {"role": "system", "content": instructions(CONTEXT)},
                     {"role": "user", "content": [{"type": "image_url", "image_url": {"url": jpeg_data_url(
                         _frame(), config.openai.jpeg_quality)}}, {"type": "text", "text": "A or B?"}]}])
             top = {t.token: t.logprob for t in probe.choices[0].logprobs.content[0].top_logprobs}
@@ -220,7 +223,7 @@ async def test_a_verdict_comes_from_one_token_and_its_top_logprobs_on_a_real_ser
             assert len(letters) == 2, top
             choices = Choices(tuple((w, 0) for w in letters), min_mass=0.0)
             with model.lease(threading.Event()) as describe:
-                gen = await asyncio.to_thread(describe, _frame(), "A or B?", None, choices)
+                gen = await asyncio.to_thread(describe, _frame(), "A or B?", None, choices, CONTEXT)
             assert set(gen.verdict) == set(letters) and gen.completion_tokens == 1
             share = math.exp(top[letters[0]]) / sum(math.exp(top[w]) for w in letters)
             assert gen.verdict[letters[0]] == pytest.approx(share, abs=1e-3) and gen.text in letters

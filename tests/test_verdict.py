@@ -10,7 +10,7 @@ import pytest
 
 from stream_assist.assistant.cards import Limits, typed_card
 from stream_assist.assistant.evidence import accumulate, channel_llr, clean_probs, done_llr
-from stream_assist.assistant.questions import VERDICT_WORDS, frame_question, read_answer
+from stream_assist.assistant.questions import VERDICT_WORDS, frame_context, frame_question, read_answer
 from stream_assist.assistant.tracker import Reading, Tracker
 from stream_assist.inference.verdict import Choices, first_tokens, from_logits, from_top_logprobs, word_for
 from stream_assist.inference.vision_model import VisionModel
@@ -71,9 +71,9 @@ def test_a_model_that_would_begin_otherwise_gives_no_verdict() -> None:
 
 def test_the_verdict_is_read_from_the_first_step_of_the_real_model(vision_model: VisionModel) -> None:
     card = typed_card("Tea", ["Boil water", "Add the bag", "Pour"], LIMITS)
-    question = frame_question(card, 0)
+    question, context = frame_question(0), frame_context(card, 0)
     pieces: list[str] = []
-    gen = vision_model.describe(scene(), question, pieces.append, choices=CHOICES)
+    gen = vision_model.describe(scene(), question, pieces.append, choices=CHOICES, context=context)
     assert set(gen.verdict) == set(NAMES) and sum(gen.verdict.values()) == pytest.approx(1.0, abs=1e-4)
     assert all(0.0 <= p <= 1.0 for p in gen.verdict.values()) and 0.0 < gen.verdict_mass <= 1.0
     word = max(gen.verdict, key=gen.verdict.get)
@@ -82,11 +82,15 @@ def test_the_verdict_is_read_from_the_first_step_of_the_real_model(vision_model:
     assert 1 <= gen.completion_tokens <= 1 + follow and "first_token" in gen.phases_ms
     if not follow:
         assert gen.completion_tokens == 1 and "per_token" not in gen.phases_ms
-    # the same frame and question, asked again: the same distribution (the KV cache reuse changes nothing)
-    again = vision_model.describe(scene(), question, choices=CHOICES)
+    # the same frame and question, asked again: the same distribution (the KV cache reuse changes nothing), and the
+    # step's context, before the image, came from the cache
+    again = vision_model.describe(scene(), question, choices=CHOICES, context=context)
     assert again.verdict == pytest.approx(gen.verdict, abs=1e-3)
+    before, after = vision_model.tokens_around_image(question, context)
+    assert again.reused_tokens >= len(before) > len(vision_model.tokens_around_image(question)[0])
+    assert after == vision_model.tokens_around_image(question)[1]  # the context never follows the image
     # the words too unlikely together (min_mass above what they have): the answer is written as before
-    written = vision_model.describe(scene(), question, choices=Choices(VERDICT_WORDS, min_mass=1.01))
+    written = vision_model.describe(scene(), question, choices=Choices(VERDICT_WORDS, min_mass=1.01), context=context)
     assert written.verdict == {} and written.completion_tokens >= 1
 
 

@@ -282,3 +282,18 @@ def test_a_grammar_path_far_below_the_phone_loop_is_no_command(clips: Path) -> N
     checked = PocketSphinx()
     assert checked.commands(sentence.pcm, False) == [] and checked.last_confidence < checked.min_confidence
     assert [w.text for w in checked.commands(command.pcm, False)] == ["what", "now"]
+
+
+def test_the_voice_sets_clips_are_repeatable_and_mixed_at_the_ratio_asked(clips: Path) -> None:
+    from stream_assist.bench.speech import BACKGROUNDS, in_room, neural_available, speak_to_wav
+
+    speech = clip(clips, "next step please")
+    for background in BACKGROUNDS:
+        once, again = (in_room(speech, background, 10.0, clips, seed=3) for _ in range(2))
+        assert np.array_equal(once, again), background  # seeded noise and talker offset, sox -R
+    noisy = in_room(speech, "noise", 10.0, clips, seed=3).astype(np.float64) - speech
+    loud = speech[np.abs(speech) > 100].astype(np.float64)
+    assert 10 * np.log10(np.mean(loud ** 2) / np.mean(noisy ** 2)) == pytest.approx(10.0, abs=0.5)
+    if neural_available():  # the neural voice's sampling noise is seeded per clip
+        first, second = (speak_to_wav("next step", clips / f"joe-{i}.wav", "joe", 180).read_bytes() for i in (1, 2))
+        assert first == second

@@ -48,6 +48,7 @@ const speech = { frame: null, said: "", last: "", startedAt: {} };
 function norm(text) { return text.trim().replace(/\s+/g, " ").toLowerCase(); }
 
 function say(text, frame) {
+  if (voice.probe.serverVoice) return;  // the server speaks on the audio track
   if (!ui.speak.checked || !("speechSynthesis" in window) || !text.trim()) return;
   if (voice.probe.quiet) return;  // the person said "quiet": show only
   speech.startedAt[frame] = speech.startedAt[frame] || nowMs();
@@ -152,6 +153,20 @@ function glassToGuidance(msg, shownAt) {
   return lat;
 }
 
+// The server's voice started (or stopped) saying something: "speaking", and camera → speech for its frame, with
+// the first sample's server time moved into this clock (so it carries the clock's uncertainty).
+function onSpeech(msg) {
+  voice.onSpeech(msg);
+  if (msg.state !== "start" || msg.frame_id == null || clock.offset === null) return;
+  const at = msg.at_ms - clock.offset;
+  speech.startedAt[msg.frame_id] = at;  // read by glassToGuidance when the speech began before the guidance
+  const lat = window.streamAssist.latency.find((l) => l.frame === msg.frame_id);
+  if (lat && lat.capture_ms !== null) {
+    lat.speech_ms = at - lat.capture_ms;
+    dashboard.refresh();
+  }
+}
+
 // The server looks at frames no larger than frame_max_edge: sending more only costs encoding here,
 // uplink, and decoding on the server. The preview keeps the camera's full size.
 function fitVideoToServer(maxEdge) {
@@ -168,7 +183,7 @@ function fitVideoToServer(maxEdge) {
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch { return; }
-  if (voice.handle(msg)) return;
+  if (voice.handle(msg) || watch.handle(msg)) return;
   taskPanel.onMessage(msg, send);
   if (msg.type === "guidance") {
     window.streamAssist.last = msg;
@@ -176,6 +191,7 @@ function onMessage(event) {
     showGuidance(msg);
   }
   else if (msg.type === "partial") showPartial(msg);
+  else if (msg.type === "speech") onSpeech(msg);
   else if (msg.type === "error") {
     showError((msg.message || msg.code) + (msg.retrying ? " (trying again)" : ""));
     if (msg.code === "replaced") replaced();
@@ -197,6 +213,7 @@ function showSettings(msg) {
   set(ui.task, msg.task);
   set(ui.interval, msg.interval_s);
   ui.customWrap.hidden = ui.preset.value !== "custom";
+  if (msg.recording !== undefined) document.getElementById("record").checked = msg.recording !== null;
   if (typeof msg.paused === "boolean") {
     paused = msg.paused;
     ui.pause.textContent = paused ? "Resume" : "Pause";
@@ -307,9 +324,11 @@ async function start() {
     const video = ui.camera.value && ui.camera.value !== "pattern"
       ? { deviceId: { exact: ui.camera.value } }
       : { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } };
-    stream = ui.camera.value === "pattern" ? patternStream()
+    stream = watch.active() ? new MediaStream()  // watching the server's own camera: no video from here
+      : ui.camera.value === "pattern" ? patternStream()
       : await navigator.mediaDevices.getUserMedia({ video, audio: false });
-    ui.preview.srcObject = stream;
+    if (watch.active()) watch.play(TOKEN);
+    else ui.preview.srcObject = stream;
     listCameras().catch(() => {});
     await voice.open(send);  // the microphone, asked once with the camera; each connection then carries it
   } catch (err) {
@@ -496,6 +515,7 @@ function stop() {
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;
   ui.preview.srcObject = null;
+  watch.stop();
   ui.start.textContent = "Start";
   ui.pause.disabled = true;
   if ("speechSynthesis" in window) speechSynthesis.cancel();
@@ -503,13 +523,16 @@ function stop() {
 }
 
 ui.start.onclick = () => (live ? stop() : start());
+watch.probe(authHeaders);
 ui.pause.onclick = () => {
   paused = !paused;
   ui.pause.textContent = paused ? "Resume" : "Pause";
   send({ type: paused ? "pause" : "resume" });
 };
 ui.preset.onchange = () => { ui.customWrap.hidden = ui.preset.value !== "custom"; };
+ui.speak.onchange = () => voice.mute(!ui.speak.checked);  // the server's voice too: shown, not heard
 ui.apply.onclick = () => send(settingsMessage());
+document.getElementById("record").onchange = (event) => send({ type: "record", on: event.target.checked });
 
 // "Show what the model sees": the newest enhanced frame, refreshed once a second beside the preview.
 const enhancedView = document.getElementById("enhanced");

@@ -1,11 +1,11 @@
 // The task assistant's panel: the steps with the current one large, progress (3 / 7), back / next / repeat /
-// what now (the same messages as the spoken commands), the last warning, a card picker, typed or drafted steps,
+// what now (the same messages as the spoken commands), how sure the model is that the step is done, the last warning, a card picker, typed or drafted steps,
 // speech per minute with its reasons, and past sessions. Protocol: docs/protocol.md ("Task assistant").
 "use strict";
 
 const taskPanel = (() => {
   const el = (id) => document.getElementById(id);
-  const state = { title: "", steps: [], step: 0, spokenAt: [], reasons: {}, send: null };
+  const state = { title: "", steps: [], step: 0, confidence: 0, spokenAt: [], reasons: {}, send: null };
   const headers = () => window.streamAssist.authHeaders;
 
   const active = () => state.steps.length > 0 && state.step < state.steps.length;
@@ -17,6 +17,8 @@ const taskPanel = (() => {
     el("task-progress").textContent = n ? `${Math.min(state.step + 1, n)} / ${n}` : "";
     const current = state.steps[state.step];
     el("task-current").textContent = current ? current.instruction : n ? "All steps done." : "";
+    el("task-confidence-meter").value = state.confidence;
+    el("task-confidence").textContent = active() ? `done? ${Math.round(state.confidence * 100)} %` : "";
     el("task-caution").textContent = current && current.caution ? `Careful: ${current.caution}` : "";
     el("task-steps").replaceChildren(...state.steps.map((s, i) => {
       const li = document.createElement("li");
@@ -48,6 +50,7 @@ const taskPanel = (() => {
       if (msg.steps === 0) state.steps = [];
       if (msg.step !== state.step) el("task-warning").textContent = "";
       state.step = msg.step;
+      if (typeof msg.confidence === "number") state.confidence = msg.confidence;
       render();
     }
     if (msg.type === "guidance" && msg.reason) countSpeech(msg);

@@ -99,8 +99,10 @@ const dashboard = (() => {
         ? ` · endpoints ${eps.filter((e) => e.healthy).length}/${eps.length} up, ` +
           `${eps.reduce((n, e) => n + e.in_flight, 0)} requests in flight`
         : "";
+      const src = s.source ? ` · camera ${s.source.state}, ${s.source.reconnects} reconnects` +
+        (s.source.state !== "live" && s.source.error ? ` (${s.source.error})` : "") : "";
       el("server").textContent = `server: CPU ${s.cpu_percent.toFixed(0)}% of ${s.cpu_cores} cores${gpu} · ` +
-        `sessions ${s.sessions} · worker ${s.worker_busy ? `busy (${s.worker_in_progress})` : "idle"}${remote}`;
+        `sessions ${s.sessions} · worker ${s.worker_busy ? `busy (${s.worker_in_progress})` : "idle"}${remote}${src}`;
     } catch { /* the server may be going away */ }
     if (!peer) return;
     const stats = await peer.getStats();
@@ -135,6 +137,7 @@ const dashboard = (() => {
       if (typeof uPlot !== "undefined" && el("dashboard").open) redraw();
     },
     redraw() { if (rows.length && el("dashboard").open) redraw(); },
+    refresh() { if (rows.length) table(); },  // a figure of a guidance already shown came in later (speech)
     rows,
   };
 })();

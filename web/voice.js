@@ -1,13 +1,17 @@
 // stream-assist voice: the microphone on the same peer connection, a level meter and mute, what the server
 // heard, barge-in (the server's `voice` speech_start stops the page's speech at once), and the page's own
-// speech reported with `speaking` so the server does not take it for the person. Protocol: docs/protocol.md.
+// speech reported with `speaking` so the server does not take it for the person. When the server has a voice
+// (`status` speech_out: "server") it speaks on the same connection's audio track, which the page plays (the
+// browser's echo canceller then removes it from the microphone) and shows "speaking". Protocol: docs/protocol.md.
 "use strict";
 
 const voice = (() => {
   const el = { level: document.getElementById("mic-level"), heard: document.getElementById("heard"),
-               mute: document.getElementById("mute") };
-  // Read by tests: the voice messages received, in order, and whether the page thinks it is speaking.
-  const probe = { events: [], speaking: 0, quiet: false };
+               mute: document.getElementById("mute"), speaking: document.getElementById("speaking"),
+               out: document.getElementById("voice-out") };
+  // Read by tests: the voice messages received, in order, whether the page thinks it is speaking, whether the
+  // server speaks (its audio track) and whether that voice is sounding now.
+  const probe = { events: [], speaking: 0, quiet: false, serverVoice: false, serverSpeaking: false, playing: false };
   let mic = null;
   let audio = null;
   let meterTimer = null;
@@ -30,9 +34,29 @@ const voice = (() => {
     show("listening");
   }
 
-  // Every peer connection (the first and each reconnect's) carries the same microphone on its own transceiver.
+  // Every peer connection (the first and each reconnect's) carries the same microphone on its own transceiver,
+  // which also receives the server's voice; without a microphone the page still receives it.
   function attach(peer) {
-    if (mic) for (const track of mic.getAudioTracks()) peer.addTransceiver(track, { direction: "sendonly", streams: [mic] });
+    if (mic) for (const track of mic.getAudioTracks()) peer.addTransceiver(track, { direction: "sendrecv", streams: [mic] });
+    else peer.addTransceiver("audio", { direction: "recvonly" });
+    peer.addEventListener("track", (e) => { if (e.track.kind === "audio") play(e.track); });
+  }
+
+  // The server's voice: played as soon as it arrives (Start was the gesture autoplay needs).
+  function play(track) {
+    el.out.srcObject = new MediaStream([track]);
+    el.out.play().then(() => { probe.playing = true; })
+      .catch((err) => show(`sound blocked (${err.name || err}): guidance is shown only`));
+  }
+
+  function mute(muted) { el.out.muted = muted; }
+
+  // The server's `speech` messages: its voice started or stopped (a barge-in, a pause, a newer guidance).
+  function onSpeech(msg) {
+    probe.events.push(msg);
+    if (msg.state === "start") probe.serverSpeaking = true;
+    else if (msg.state === "end") probe.serverSpeaking = false;
+    el.speaking.hidden = !probe.serverSpeaking;
   }
 
   function meter(stream) {
@@ -86,12 +110,12 @@ const voice = (() => {
   }
 
   function bargeIn() {
-    if ("speechSynthesis" in window) speechSynthesis.cancel();
+    if (!probe.serverVoice && "speechSynthesis" in window) speechSynthesis.cancel();
     if (probe.speaking) { probe.speaking = 0; send({ type: "speaking", on: false }); }
   }
 
   function sayNow(text) {
-    if (probe.quiet || !("speechSynthesis" in window)) return;
+    if (probe.quiet || probe.serverVoice || !("speechSynthesis" in window)) return;
     const u = new SpeechSynthesisUtterance(text);
     utterance(u);
     speechSynthesis.speak(u);
@@ -100,6 +124,7 @@ const voice = (() => {
   // Returns true for messages that are voice's alone; status is also the page's, so it returns false.
   function handle(msg) {
     if (msg.type === "status") {
+      if (msg.speech_out) probe.serverVoice = msg.speech_out === "server";
       probe.quiet = Boolean(msg.quiet);
       if (probe.quiet) bargeIn();
       return false;
@@ -122,5 +147,5 @@ const voice = (() => {
   }
 
   el.mute.onclick = toggleMute;
-  return { open, attach, stop, handle, utterance, probe };
+  return { open, attach, stop, handle, utterance, onSpeech, mute, probe };
 })();

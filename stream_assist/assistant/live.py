@@ -14,8 +14,8 @@ from typing import Any
 from ..config import AssistantConfig
 from .cards import Card, find_card, typed_card
 from .places import card_dirs, journal_for, limits
-from .policy import Decision, naive_decision
-from .questions import VERDICT_WORDS, draft_question, frame_question, parse_draft, read_answer
+from .policy import Decision, naive_decision, norm
+from .questions import VERDICT_WORDS, draft_question, frame_context, frame_question, parse_draft, read_answer
 from .state import TaskState, replay
 from .tracker import Event, Tracker
 
@@ -59,7 +59,15 @@ class LiveTask:
         tracker = self.state.tracker
         if tracker is None or tracker.finished:
             return None
-        return frame_question(tracker.card, tracker.step)
+        return frame_question(tracker.step)
+
+    def context(self) -> str:
+        """What every frame of the current step shares (the task, the step, what done looks like): it goes before
+        the image, with the instructions, so the model evaluates it once per step; empty without a task."""
+        tracker = self.state.tracker
+        if self.state.draft_for or tracker is None or tracker.finished:
+            return ""
+        return frame_context(tracker.card, tracker.step)
 
     def verdict_words(self) -> tuple[tuple[str, int], ...] | None:
         """The answer words of this frame's question, when its verdict is read from one step (not for drafts)."""
@@ -113,9 +121,17 @@ class LiveTask:
             return []
         return [self._guidance(self._decide(held, self.clock()))]
 
+    def speaks_early(self, sentence: str) -> bool:
+        """Whether an answer that begins with this sentence will be said, so the server's voice can say it while the
+        rest is written: with no task the rule says each new answer (never after `quiet` or over the person)."""
+        policy = self.state.policy
+        return (self.state.tracker is None and not self.state.draft_for and not policy.hushed
+                and not policy.person_speaking and not norm(self.last_answer).startswith(norm(sentence)))
+
     # --- model answers -----------------------------------------------------------------------------
 
-    def on_answer(self, prompt: str, answer: str, verdict: dict[str, float] | None = None) -> list[Message]:
+    def on_answer(self, prompt: str, answer: str, verdict: dict[str, float] | None = None,
+                  context: str = "") -> list[Message]:
         """One model answer (with its verdict's word probabilities, if read in one step): a guidance with its
         decision, or (for a draft) the drafted steps."""
         now = self.clock()
@@ -124,7 +140,7 @@ class LiveTask:
             steps = parse_draft(answer, limits(self.config))
             return [("steps_draft", {"task": task, "steps": steps, "answer": answer})]
         tracker = self.state.tracker
-        if tracker is None or tracker.finished or prompt != self.question():
+        if tracker is None or tracker.finished or (prompt, context) != (self.question(), self.context()):
             # no task (or an answer to a question no longer asked): the plain rule
             if tracker is None:
                 decision = naive_decision(answer, self.last_answer)

@@ -23,12 +23,18 @@ WRITTEN_P = 0.8  # how sure a written answer (no probabilities) counts as: two o
 OPPOSITE = {"done": "not_done", "not_done": "done"}
 
 
-def frame_question(card: Card, step: int) -> str:
-    """The per-frame prompt for the current step (the prompt passed to the model, after the image)."""
+def frame_context(card: Card, step: int) -> str:
+    """The task, the current step and what done looks like: the same on every frame of the step, so it goes
+    before the image with the instructions and is evaluated once per step (`bench model`: the task frame's text
+    prefill, most of a frame's cost after the encoder, shrinks to the short question)."""
     s = card.steps[step]
     done = s.done_when or f"{s.instruction[0].lower()}{s.instruction[1:].rstrip('.')} is complete"
-    return (f"Task: {card.title}. Current step {step + 1} of {len(card.steps)}: {s.instruction} "
-            f"Done looks like: {done}. Is this step done in the image? "
+    return f"Task: {card.title}. Current step {step + 1} of {len(card.steps)}: {s.instruction} Done looks like: {done}."
+
+
+def frame_question(step: int) -> str:
+    """The per-frame question after the image (its step number ties an answer to the step it was asked about)."""
+    return (f"Is step {step + 1} done in the image? "
             f"Start your answer with {ANSWER_WORDS}, then at most one short sentence.")
 
 

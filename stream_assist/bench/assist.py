@@ -148,14 +148,14 @@ def run_ours(script: Script, config: AssistantConfig, period: float, error: floa
     seen_done = 0
     while t < script.boundaries[-1] + 5:
         clock[0] = t
-        question = live.question()
+        question, context = live.question(), live.context()
         if question is None:
             break
         asked = live.state.tracker.step
         frame = script.frame(t - period)  # the answer comes one model time after its frame
         seen_done += step_in(frame) > asked
         text, probs = verdict_answer(frame, asked, n, error, rng)
-        for kind, fields in live.on_answer(question, text, probs if with_probs else None):
+        for kind, fields in live.on_answer(question, text, probs if with_probs else None, context):
             if kind == "guidance" and fields["speak"]:
                 change = fields["reason"] == "step_change"
                 score.spoken.append(Spoken(t, fields["step"] if change else None, t - period))

@@ -44,7 +44,7 @@ def _collect(client: Client, into: list[dict]) -> None:
 
 
 async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: float, seconds: float,
-                  queue: str, threads: int, endpoints: int = 0) -> dict:
+                  queue: str, threads: int, endpoints: int = 0, video: Path | None = None) -> dict:
     inference = [LlamaCppServer(files, threads or 1) for _ in range(endpoints)]
     try:  # the inference servers go, whatever fails after any of them started
         await asyncio.gather(*(s.start() for s in inference))
@@ -58,7 +58,7 @@ async def measure(files: ModelFiles, clients: int, size: tuple[int, int], fps: f
             proc, url = await start_server_process(None, "--config", str(config_path), *model)
             peers: list[Client] = []
             try:
-                peers = [await connect(url, size[0], size[1], fps) for _ in range(clients)]
+                peers = [await connect(url, size[0], size[1], fps, video_file=video) for _ in range(clients)]
                 await asyncio.gather(*(p.next_message("guidance", timeout=600) for p in peers))  # all warmed up
                 for p in peers:
                     _collect(p, [])
@@ -125,8 +125,8 @@ def print_table(r: dict) -> None:
 
 
 def main(files: ModelFiles, clients: int, size: tuple[int, int], fps: float, seconds: float, queue: str,
-         threads: int, as_json: bool, endpoints: int = 0) -> int:
-    result = asyncio.run(measure(files, clients, size, fps, seconds, queue, threads, endpoints))
+         threads: int, as_json: bool, endpoints: int = 0, video: Path | None = None) -> int:
+    result = asyncio.run(measure(files, clients, size, fps, seconds, queue, threads, endpoints, video))
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,18 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..assistant.cards import SHIPPED_DIR, Limits, find_card
-from ..assistant.questions import VERDICT_WORDS, frame_question
+from ..assistant.questions import VERDICT_WORDS
 from ..config import ModelConfig
 from ..inference.chat_layout import QUESTION_SLOT
 from ..inference.model_source import ModelFiles
 from ..inference.prompts import PRESETS, SHORT
 from ..inference.verdict import Choices
 from ..inference.vision_model import Generation, VisionModel
-from .random_model import BENCH_TASK
+from .random_model import BENCH_TASK, TASK_CONTEXT, TASK_QUESTION
 
 QUESTION = PRESETS["next_step"].format(task=BENCH_TASK)
-TASK_QUESTION = frame_question(find_card("flatpack-bookcase", [SHIPPED_DIR], Limits(50, 300)), 2)
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,7 @@ class Way:
     no_tiles: bool = False  # overview mode's image-token limit: mtmd cuts no tiles to throw away
     task: bool = False  # a task card's per-frame question instead of the next-step preset
     verdict: bool = False  # its verdict read from the first token's distribution, nothing written
+    step_cached: bool = False  # the card's step before the image, with the instructions (else all after it)
 
 
 WAYS = (
@@ -49,8 +48,11 @@ WAYS = (
     Way("raw RGB, overview only, prompt cached", "overview", False, True),
     Way("overview, no tiles cut, text first, prompt cached", "overview", False, True, no_tiles=True),
     Way("overview, no tiles cut, image first, prefix cached", "overview", False, True, True, True),
-    Way("task card frame, answer written", "overview", False, True, True, True, task=True),
-    Way("task card frame, one-step verdict", "overview", False, True, True, True, task=True, verdict=True),
+    Way("task card frame, all after the image, answer written", "overview", False, True, True, True, task=True),
+    Way("task card frame, all after the image, one-step verdict", "overview", False, True, True, True, task=True,
+        verdict=True),
+    Way("task card frame, step before the image, one-step verdict", "overview", False, True, True, True, task=True,
+        verdict=True, step_cached=True),
 )
 # DONE and NOT are the verdicts of nearly every task frame; STEP and HAZARD write a few tokens more (questions.py)
 VERDICT = Choices(tuple((word, 0) for word, _ in VERDICT_WORDS), min_mass=0.0)
@@ -118,9 +120,11 @@ def run(files: ModelFiles, config: ModelConfig, image_size: int, repeats: int, o
                     model.forget_prompt_cache()
                 # text first asked the whole question before the image, the answer's length included
                 question = QUESTION if way.image_first else f"{QUESTION} {SHORT}"
-                question = TASK_QUESTION if way.task else question
+                context = TASK_CONTEXT if way.step_cached else ""
+                if way.task:
+                    question = TASK_QUESTION if way.step_cached else f"{TASK_CONTEXT} {TASK_QUESTION}"
                 rows[way.name].append(_row(model.describe(frame, question, via_jpeg=way.via_jpeg,
-                                                          choices=VERDICT if way.verdict else None)))
+                                                          choices=VERDICT if way.verdict else None, context=context)))
         images_made = [len(model.preprocessed_images(frames[0])) for model in models]
     finally:
         for model in models:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ..inference.model_source import ModelFiles
 from ..inference.vision_model import VisionModel
 from ..inference.worker import InferenceWorker
 from ..server.app import ServerState, make_app, start_site
+from ..speech_out import load_voice
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox",
@@ -43,6 +46,8 @@ def _latency_figures(latency: list[dict]) -> dict:
         "camera_to_screen_ms": pct([lat["screen_ms"] for lat in known]),
         "camera_to_screen_without_model_ms": pct([lat["screen_ms"] - lat["model_ms"] for lat in known
                                                   if lat["model_ms"] is not None]),
+        # the first sample of its spoken guidance leaving the server (server voice) or speechSynthesis called
+        "camera_to_speech_start_ms": pct([lat["speech_ms"] for lat in latency if lat.get("speech_ms") is not None]),
         "estimate_minus_truth_ms": {"max_abs": round(max(map(abs, errors)), 1),
                                     "mean": round(float(np.mean(errors)), 1), "n": len(errors)} if errors else {},
     }
@@ -55,11 +60,13 @@ async def measure(files: ModelFiles, config: Config, seconds: float, chromium: s
     model = VisionModel(files, config.model)
     worker = InferenceWorker(model)
     worker.start()
-    app = make_app(ServerState(config, worker, files.text.name))
+    voice = load_voice(config.speech)
+    app = make_app(ServerState(config, worker, files.text.name, voice))
     runner, port = await start_site(app, "127.0.0.1", 0)
     try:
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            quiet = f"--use-file-for-fake-audio-capture={silent_wav()}"  # Chromium's default fake microphone beeps
+            browser = await p.chromium.launch(executable_path=chromium, args=[*CHROMIUM_ARGS, quiet], headless=True)
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{port}/")
             if camera == "pattern":
@@ -71,6 +78,7 @@ async def measure(files: ModelFiles, config: Config, seconds: float, chromium: s
                                          polling=100, timeout=(seconds + 60) * 1000)
             last = await page.evaluate("window.streamAssist.last")
             latency = await page.evaluate("window.streamAssist.latency")
+            said = await page.evaluate("voice.probe.events.filter(e => e.type === 'speech').map(e => e.state)")
             await browser.close()
     finally:
         await runner.cleanup()
@@ -80,6 +88,8 @@ async def measure(files: ModelFiles, config: Config, seconds: float, chromium: s
         "start_to_first_guidance_ms": round(first_ms, 1),
         "run_seconds": seconds,
         "camera": camera,
+        "speech": voice.name if voice else "page (speechSynthesis)",
+        "speech_events": {state: said.count(state) for state in sorted(set(said))},
         **_latency_figures(latency[1:]),  # the first guidance includes the connection's start
         "counters": last["counters"],
         "last_frame": {"stages_ms": last["stages_ms"],
@@ -98,10 +108,25 @@ def main(files: ModelFiles, config: Config, seconds: float, chromium: str, camer
     print(f"first {seconds:.0f} s after Start   received {c['received']}, sampled {c['sampled']}, "
           f"dropped by slot {c['dropped']}, processed {c['processed']}, guidance {c['guidance']}")
     print(f"last frame decoded → sent  {result['last_frame']['decoded_to_sent_ms']:.0f} ms")
-    for key in ("camera_to_screen_ms", "camera_to_screen_without_model_ms", "estimate_minus_truth_ms"):
+    print(f"speech                     {result['speech']} {result['speech_events']}")
+    for key in ("camera_to_screen_ms", "camera_to_screen_without_model_ms", "camera_to_speech_start_ms",
+                "estimate_minus_truth_ms"):
         if result[key]:
             print(f"{key:34} {result[key]}")
     return 0
+
+
+def silent_wav() -> Path:
+    """A second of silence for Chromium's fake microphone: its default beep is speech enough to barge in (the
+    assistant would hold every utterance for the person)."""
+    path = Path(tempfile.gettempdir()) / "stream-assist-bench-silence.wav"
+    if not path.exists():
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(b"\0\0" * 16000)
+    return path
 
 
 def default_chromium() -> str:

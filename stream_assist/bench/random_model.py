@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..assistant.cards import SHIPPED_DIR, Limits, find_card
+from ..assistant.questions import frame_context, frame_question
 from ..inference.prompts import DEFAULT_TASK, INSTRUCTIONS, PRESETS
 
 # Idefics3 / SmolVLM chat template (as shipped with the published GGUF files).
@@ -44,14 +46,15 @@ TILE_TOKENS = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 # The big shapes' vocabularies make each word of the prompts one token (with and without its leading space),
 # as SmolVLM's real 49k vocabulary does, so prompt lengths (and text prefill) are near the real ones.
 BENCH_TASK = "assembling a bookshelf"
+# The benchmarks' task card frame: a shipped card's third step, its context (before the image) and question.
+TASK_CONTEXT = frame_context(find_card("flatpack-bookcase", [SHIPPED_DIR], Limits(50, 300)), 2)
+TASK_QUESTION = frame_question(2)
 # The task question's answer words are one token each even in the tiny vocabulary (bare, as a reply starts), so
-# a verdict can be read from one decoding step there too; the big ones also hold the task question's words.
+# a verdict can be read from one decoding step there too; the big ones also hold the task card frame's words.
 VERDICT_TEXT = "DONE NOT STEP HAZARD"
-TASK_TEXT = ("Task Current step of Done looks like Is this step done in the image Start your answer with YET "
-             "number if it shows a later or if something is unsafe then at most one short sentence")
 COMMON_TEXT = " ".join(["System User Assistant", INSTRUCTIONS, *PRESETS.values(), DEFAULT_TASK, BENCH_TASK,
-                        VERDICT_TEXT, TASK_TEXT])
-TOKENIZER_VERSION = 4  # in the file names: a changed vocabulary must not reuse a cached model
+                        VERDICT_TEXT, TASK_CONTEXT, TASK_QUESTION])
+TOKENIZER_VERSION = 5  # in the file names: a changed vocabulary must not reuse a cached model
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ async def start_server_process(files: ModelFiles | None, *args: str, env: dict[s
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE if keep_stderr else asyncio.subprocess.DEVNULL)
     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    while line.startswith(b"stream-assist: source "):  # what a camera source is, printed before the URL
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
     if not line.startswith(b"stream-assist: open "):
         proc.kill()
         await proc.wait()

@@ -46,6 +46,7 @@ class _Request:
     shape: tuple[int, int, int]
     prompt: str
     choices: Choices | None = None
+    context: str = ""
 
 
 _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "TimeoutError": TimeoutError}
@@ -56,7 +57,7 @@ def _answer(model: VisionModel, conn: Connection, frames: SharedMemory, request:
     rgb = np.ndarray(request.shape, np.uint8, frames.buf)
     try:
         conn.send(("done", model.describe(rgb, request.prompt, lambda piece: conn.send(("text", piece)),
-                                            choices=request.choices)))
+                                            choices=request.choices, context=request.context)))
     except Exception as e:  # this frame failed; the model stays loaded for the next one
         conn.send(("error", type(e).__name__, str(e)))
 
@@ -197,9 +198,9 @@ class ModelProcess:
         np.ndarray(rgb.shape, np.uint8, self._frames.buf)[...] = rgb
 
     def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
-                 choices: Choices | None = None) -> Generation:
+                 choices: Choices | None = None, context: str = "") -> Generation:
         """Answers prompt about an RGB frame in the child, streaming text pieces to on_text as they come (with
-        choices, a verdict: VisionModel.describe)."""
+        choices, a verdict; context before the image: VisionModel.describe)."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 frame, got {getattr(rgb, 'dtype', type(rgb))} "
                              f"{getattr(rgb, 'shape', '')}")
@@ -207,7 +208,7 @@ class ModelProcess:
             raise ModelProcessError(f"{self.last_error}; restarting it")
         self._put_frame(rgb)
         try:
-            self._conn.send(_Request(self._frames.name, rgb.shape, prompt, choices))
+            self._conn.send(_Request(self._frames.name, rgb.shape, prompt, choices, context))
         except OSError:  # it died between frames
             raise self._lost("") from None
         deadline = time.monotonic() + self.config.timeout_s + HANG_GRACE_S

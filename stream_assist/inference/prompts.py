@@ -1,7 +1,8 @@
 """Prompt presets, from the reference system's use cases, worded for short spoken guidance.
 
 The fixed instructions go to the model once per model as a system turn (their KV cache is kept); what a
-session asks about each frame is only the question, which follows the image.
+session asks about each frame is only the question, which follows the image. Context that stays the same from
+frame to frame (a task's current step) joins the instructions, so it too is evaluated once, not every frame.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ PRESETS: dict[str, str] = {
     "progress": "The user is working on this task: {task}. What step of the task is shown, and how far along are they?",
 }
 DEFAULT_TASK = "the task in front of the camera"
+
+
+def instructions(context: str = "") -> str:
+    """The system turn: the fixed instructions, then the frames' common context (kept in the KV cache with them)."""
+    return f"{INSTRUCTIONS} {context}" if context else INSTRUCTIONS
 
 
 @dataclass

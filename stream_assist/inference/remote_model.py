@@ -23,7 +23,7 @@ import openai
 
 from ..config import ModelConfig, OpenAIConfig, endpoint_urls
 from .endpoint_pool import Endpoint, EndpointPool
-from .prompts import INSTRUCTIONS
+from .prompts import instructions
 from .verdict import Choices, Verdict, from_top_logprobs
 from .vision_model import Generation
 
@@ -78,9 +78,10 @@ class RemoteModel:
             self.pool.release(endpoint, outcome[0])
 
     def _describe_on(self, endpoint: Endpoint, outcome: list[str | None], rgb: np.ndarray, prompt: str,
-                     on_text: Callable[[str], None] | None = None, choices: Choices | None = None) -> Generation:
+                     on_text: Callable[[str], None] | None = None, choices: Choices | None = None,
+                     context: str = "") -> Generation:
         try:
-            return self._request(endpoint, rgb, prompt, on_text, choices)
+            return self._request(endpoint, rgb, prompt, on_text, choices, context)
         except openai.APIStatusError as e:
             if e.status_code < 500:  # a 4xx: this request is wrong, the endpoint is fine
                 raise RuntimeError(f"inference endpoint {endpoint.url} refused the request: {_reason(e)}") from e
@@ -90,14 +91,15 @@ class RemoteModel:
         raise EndpointFailed(f"inference endpoint {endpoint.url} failed: {outcome[0]}")
 
     def _request(self, endpoint: Endpoint, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
-                 choices: Choices | None) -> Generation:
+                 choices: Choices | None, context: str) -> Generation:
         started = time.time()
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.config.timeout_s
         image = jpeg_data_url(rgb, self.config.jpeg_quality)
         phases = {"jpeg_encode": (time.perf_counter() - t0) * 1000.0}
-        # as the embedded model: fixed instructions, then the image, then the question
-        messages = [{"role": "system", "content": INSTRUCTIONS},
+        # as the embedded model: fixed instructions and context (an engine's prefix cache keeps them), the image,
+        # then the question
+        messages = [{"role": "system", "content": instructions(context)},
                     {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
                                                  {"type": "text", "text": prompt}]}]
         verdict = None

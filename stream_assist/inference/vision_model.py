@@ -35,7 +35,7 @@ import numpy as np
 from ..config import ModelConfig
 from . import chat_layout, prompt_tokens
 from .model_source import ModelFileError, ModelFiles
-from .prompts import INSTRUCTIONS
+from .prompts import instructions
 from .verdict import Choices, Verdict, first_tokens, from_logits
 
 log = logging.getLogger(__name__)
@@ -273,9 +273,10 @@ class VisionModel:
         tokens = self.tokenize(text)
         return tokens if len(tokens) == text.count("<") else None
 
-    def tokens_around_image(self, question: str) -> tuple[list[int], list[int]]:
-        """Token ids of the prompt before the image (constant: cached) and after it (with the question)."""
-        parts = chat_layout.cut(self.chat, self.marker, INSTRUCTIONS, question)
+    def tokens_around_image(self, question: str, context: str = "") -> tuple[list[int], list[int]]:
+        """Token ids of the prompt before the image (the instructions and context: cached while they stay the
+        same) and after it (with the question)."""
+        parts = chat_layout.cut(self.chat, self.marker, instructions(context), question)
         return (prompt_tokens.with_bos(self._llm, prompt_tokens.piece_tokens(self._llm, parts.before)),
                 prompt_tokens.piece_tokens(self._llm, parts.after))
 
@@ -374,10 +375,10 @@ class VisionModel:
         self._llm.eval(tokens)
         phases["text_prefill"] = phases.get("text_prefill", 0.0) + (time.perf_counter() - t0) * 1000
 
-    def _prefill(self, rgb: np.ndarray, prompt: str, via_jpeg: bool, phases: dict[str, float]) -> int:
+    def _prefill(self, rgb: np.ndarray, prompt: str, context: str, via_jpeg: bool, phases: dict[str, float]) -> int:
         """Evaluates prompt and image, keeping the KV cache of the unchanged leading tokens; returns them."""
         llm = self._llm
-        before, after = self.tokens_around_image(prompt)
+        before, after = self.tokens_around_image(prompt, context)
         t0 = time.perf_counter()
         bitmap = self._bitmap(rgb, via_jpeg)
         if not bitmap:
@@ -417,12 +418,13 @@ class VisionModel:
         return contextlib.nullcontext(self.describe)
 
     def describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None = None,
-                 via_jpeg: bool = False, choices: Choices | None = None) -> Generation:
+                 via_jpeg: bool = False, choices: Choices | None = None, context: str = "") -> Generation:
         """Answers prompt about an RGB frame, streaming text pieces to on_text as they are generated; with choices,
-        the verdict is read from the first token's distribution (verdict.py). One caller at a time: one llama.cpp
-        context used from two threads at once crashes the process."""
+        the verdict is read from the first token's distribution (verdict.py); context goes before the image, with
+        the instructions. One caller at a time: one llama.cpp context used from two threads at once crashes the
+        process."""
         with self._busy:
-            return self._describe(rgb, prompt, on_text, via_jpeg, choices)
+            return self._describe(rgb, prompt, on_text, via_jpeg, choices, context)
 
     def word_tokens(self, words: tuple[str, ...]) -> dict[int, str]:
         """The first tokens each answer word can begin with in this vocabulary (computed once per word list)."""
@@ -446,14 +448,14 @@ class VisionModel:
         return verdict, max((t for t, w in tokens.items() if w == word), key=lambda t: logits[t])
 
     def _describe(self, rgb: np.ndarray, prompt: str, on_text: Callable[[str], None] | None,
-                  via_jpeg: bool, choices: Choices | None) -> Generation:
+                  via_jpeg: bool, choices: Choices | None, context: str) -> Generation:
         llm = self._llm
         started = time.time()
         deadline = time.monotonic() + self.config.timeout_s
         self._watch.arm(deadline)
         phases: dict[str, float] = {}
         try:
-            reused = self._prefill(rgb, prompt, via_jpeg, phases)
+            reused = self._prefill(rgb, prompt, context, via_jpeg, phases)
         except Exception:
             self._cached = []
             raise

@@ -27,7 +27,7 @@ from .vision_model import Generation
 log = logging.getLogger(__name__)
 
 
-DescribeFn = Callable[..., Generation]  # (rgb, prompt, on_text, choices=None) -> Generation
+DescribeFn = Callable[..., Generation]  # (rgb, prompt, on_text, choices=None, context="") -> Generation
 
 
 class Describer(Protocol):
@@ -53,6 +53,7 @@ class Job:
     capture: dict[str, float | None] = field(default_factory=dict)  # browser-clock capture times, if known
     attempts: int = 0  # model calls tried on it (a failed one on an endpoint may be retried on another)
     choices: Choices | None = None  # the prompt's answer words: a verdict is read instead of an answer written
+    context: str = ""  # what the frames have in common (a task's step): before the image, evaluated once
 
 
 @dataclass
@@ -188,7 +189,7 @@ class InferenceWorker:
         job.attempts += 1
         try:
             outcome = Outcome(job, generation=describe(job.rgb, job.prompt, self._streamer(client, job),
-                                                         choices=job.choices))
+                                                         choices=job.choices, context=job.context))
             self.jobs_done += 1
         except Exception as e:  # the model failed on this frame: tell this session, keep serving
             log.warning("inference failed for session %s frame %d: %s", client.key, job.frame_id, e,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-# The stages in the order a frame passes them.
-STAGES = ("decoded", "sampled", "enhanced", "queued", "taken", "inference_start", "first_token", "done", "sent")
+# The stages in the order a frame passes them; "speech_out" (the first sample of its spoken guidance leaving the
+# server, on the session's audio track) only for frames whose guidance the server's voice says.
+STAGES = ("decoded", "sampled", "enhanced", "queued", "taken", "inference_start", "first_token", "done", "sent",
+          "speech_out")
 
 
 @dataclass
@@ -28,7 +30,8 @@ class Timeline:
         return {s: round(self.marks[s] * 1000.0, 3) for s in STAGES if s in self.marks}
 
     def durations_ms(self) -> dict[str, float]:
-        """Time spent getting to each stage from the one before it."""
-        present = [s for s in STAGES if s in self.marks]
+        """Time spent getting to each stage from the one before it, up to "sent" (speech may start before the
+        guidance is complete: its first sentence is said while the rest is written)."""
+        present = [s for s in STAGES[:-1] if s in self.marks]
         pairs = zip(present, present[1:], strict=False)
         return {b: round((self.marks[b] - self.marks[a]) * 1000.0, 3) for a, b in pairs}

@@ -17,7 +17,7 @@ import secrets
 
 from aiohttp import web
 
-PROTECTED_PREFIXES = ("/offer", "/ice", "/stats", "/metrics", "/sessions/")
+PROTECTED_PREFIXES = ("/offer", "/ice", "/stats", "/metrics", "/sessions/", "/source")  # /source: the camera
 
 
 def is_loopback(host: str) -> bool:

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import cv2
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -28,6 +27,9 @@ from ..enhance.kernels import warm_up
 from ..inference.hardware import apply_hardware_defaults
 from ..inference.vision_model import gpu_offload_available
 from ..inference.worker import InferenceWorker
+from ..source.feed import SourceFeed
+from ..speech_out.synth import Synthesiser
+from ..voice.faster_whisper_source import chosen_asr, describe
 from .access import middleware, resolve_token
 from .audio_offer import answer_with_declined, decline_undecodable_audio
 from .metrics import Metrics
@@ -35,6 +37,7 @@ from .protocol import parse_resume_token
 from .resume import ResumeRegistry
 from .session import Session
 from .session_state import SessionState
+from .watch import jpeg, recorder_for, routes, start_source, stop_source
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +50,35 @@ APP_STATE = web.AppKey("state", "ServerState")
 class ServerState:
     """What the app owns: the shared worker (and its model), the sessions, the enhancement threads."""
 
-    def __init__(self, config: Config, worker: InferenceWorker, model_name: str) -> None:
+    def __init__(self, config: Config, worker: InferenceWorker, model_name: str,
+                 voice: Synthesiser | None = None) -> None:
         self.config = apply_hardware_defaults(config, gpu_offload_available())
+        if config.voice.enabled:
+            config.voice.asr = chosen_asr(config.voice.asr)
+        log.info("voice: %s", f"recogniser {describe(config.voice.asr)} ({config.voice.asr})" if config.voice.enabled
+                 else "off")
+        self.voice = voice  # the server's voice (speech_out.load_voice), or None: pages speak for themselves
         log.info("enhancement kernels ready in %.2f s (compiled, or loaded from Numba's cache)", warm_up())
         self.worker = worker
         self.model_name = model_name
         self.sessions: dict[str, Session] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enhance")
-        self.metrics = Metrics(lambda: [s.counters() for s in list(self.sessions.values())],
+        self.metrics = Metrics(lambda: [s.counters() for s in [*self.sessions.values(), *self.sources()]],
                                lambda: endpoints(self.worker.model),
-                               lambda: model_process(self.worker.model).get("model_process"))
+                               lambda: model_process(self.worker.model).get("model_process"),
+                               lambda: self.feed.state.as_dict() if self.feed else None)
         self.cpu_sample = (time.monotonic(), time.process_time())
         self.token = resolve_token(config.server.host, config.server.token)
         self.resume = ResumeRegistry(config.server.resume_s)
         self.journal = journal_for(config.assistant)
         log.info("task journals in %s (%d old ones removed)", self.journal.directory, self.journal.prune())
+        self.source: Session | None = None  # the camera source's session (watch.py), when config.source.url is set
+        self.feed: SourceFeed | None = None
+        self.feed_task: asyncio.Task | None = None
+        self.stopping = asyncio.Event()  # ends the pages' video streams at shutdown
+
+    def sources(self) -> list[Session]:
+        return [self.source] if self.source is not None else []
 
     def closed(self, session: Session) -> None:
         """A session has released everything: forget it, keep its counts."""
@@ -85,9 +102,9 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
+def _parse_offer(body: Any, watching: bool = False) -> tuple[RTCSessionDescription, str | None]:
     """Checks the offer's shape; returns it and its resume token, if any; raises ValueError with a message for the
-    client."""
+    client. A page watching the server's camera source sends no video."""
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object with 'sdp' and 'type'")
     sdp, kind = body.get("sdp"), body.get("type")
@@ -97,7 +114,7 @@ def _parse_offer(body: Any) -> tuple[RTCSessionDescription, str | None]:
         raise ValueError("'sdp' must be an SDP offer (starting with v=0)")
     if len(sdp) > MAX_SDP_CHARS:
         raise ValueError(f"'sdp' is longer than {MAX_SDP_CHARS} characters")
-    if "\nm=video" not in sdp:
+    if "\nm=video" not in sdp and not watching:
         raise ValueError("the offer has no video; send the camera track")
     return RTCSessionDescription(sdp=sdp, type="offer"), parse_resume_token(body.get("resume"))
 
@@ -111,7 +128,7 @@ async def offer(request: web.Request) -> web.Response:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return _error(400, "body is not valid JSON")
     try:
-        description, resume_token = _parse_offer(body)
+        description, resume_token = _parse_offer(body, watching=state.source is not None)
     except ValueError as e:
         return _error(400, str(e))
     await _take_over(state, resume_token)
@@ -121,11 +138,14 @@ async def offer(request: web.Request) -> web.Response:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers(state.config)]))
     kept: SessionState | None = state.resume.take(resume_token) if resume_token else None
     session = Session(pc, state.worker, state.config, state.executor, state.metrics, on_closed=state.closed,
-                      resume_token=resume_token, state=kept)
+                      resume_token=resume_token, state=kept, follows=state.source, voice=state.voice)
+    if state.source is None:
+        session.recorder = recorder_for(state, session.id)
     state.sessions[session.id] = session
     usable, declined = decline_undecodable_audio(description.sdp)  # a microphone we cannot decode: video only
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=usable, type="offer"))
+        session.attach_speech()  # the server's voice on the page's receiving audio section, if there is one
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as e:  # aiortc raises several types for SDP it cannot use
         await session.close()
@@ -174,7 +194,11 @@ async def health(request: web.Request) -> web.Response:
         "endpoints": remote,
         "sessions": len(state.sessions),
         "max_sessions": state.config.server.max_sessions,
+        "asr": state.config.voice.asr if state.config.voice.enabled else "off",  # the recogniser auto picked
         "resumable": len(state.resume),  # closed sessions' state waiting server.resume_s for its page to come back
+        "speech": {"voice": state.voice.name if state.voice else None,  # None: each page speaks (speechSynthesis)
+                   "engine": "piper" if state.voice else "browser"},
+        "source": state.feed.state.as_dict() if state.feed else None,  # the camera source, when there is one
     })
 
 
@@ -197,6 +221,7 @@ async def stats(request: web.Request) -> web.Response:
         "worker_in_progress": state.worker.in_progress,
         "endpoints": [{"url": e["url"], "healthy": e["healthy"], "in_flight": e["in_flight"]}
                       for e in endpoints(state.worker.model)],
+        "source": state.feed.state.as_dict() if state.feed else None,
     })
 
 
@@ -218,21 +243,14 @@ async def gpu_use() -> dict | None:
 async def enhanced_frame(request: web.Request) -> web.Response:
     """The newest frame a session handed to the model, as JPEG: what the model sees, beside the preview."""
     state = request.app[APP_STATE]
-    session = state.sessions.get(request.match_info["session"])
+    session = {s.id: s for s in [*state.sessions.values(), *state.sources()]}.get(request.match_info["session"])
     if session is None:
         return _error(404, "no such session")
     rgb = session.last_enhanced
     if rgb is None:
         return _error(404, "no frame yet")
-    jpeg = await asyncio.get_running_loop().run_in_executor(state.executor, _jpeg, rgb)
-    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
-
-
-def _jpeg(rgb) -> bytes:  # noqa: ANN001 - numpy RGB frame
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
+    data = await asyncio.get_running_loop().run_in_executor(state.executor, jpeg, rgb)
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 async def history(request: web.Request) -> web.Response:
@@ -262,9 +280,10 @@ async def _shutdown(app: web.Application) -> None:
     """Tells every open session, closes it, then stops the worker and frees the model."""
     state = app[APP_STATE]
     sessions = list(state.sessions.values())
-    for session in sessions:
+    for session in [*sessions, *state.sources()]:
         session.send("status", state="closing")
     await asyncio.gather(*(session.close() for session in sessions))
+    await stop_source(state)
     state.resume.clear()
     state.worker.stop()
     state.executor.shutdown(wait=True)
@@ -285,8 +304,11 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/history", history)
     app.router.add_get("/tasks", task_cards)
     app.router.add_get("/sessions/{session}/enhanced.jpg", enhanced_frame)
+    app.router.add_routes(routes(state))
     app.router.add_static("/", WEB_DIR, follow_symlinks=False)
     app.on_shutdown.append(_shutdown)
+    if state.config.source.url:
+        app.on_startup.append(lambda app: start_source(app[APP_STATE]))
     return app
 
 

@@ -57,20 +57,23 @@ class _Endpoints:
         yield from (up, busy, requests, failures)
 
 
-class _ModelProcess:
-    """Collector for the embedded model's own process: up, and restarts after it died or hung (none inline)."""
+class _UpAndRestarts:
+    """Collector for a part that is up or not and comes back after failing: the embedded model's own process (none
+    inline), the camera source (none without one)."""
 
-    def __init__(self, report: Callable[[], dict | None]) -> None:
+    def __init__(self, report: Callable[[], dict | None], name: str, up_help: str, restarts_help: str,
+                 is_up: Callable[[dict], bool], restarts_key: str) -> None:
         self._report = report
+        self._name, self._up_help, self._restarts_help = name, up_help, restarts_help
+        self._is_up, self._restarts_key = is_up, restarts_key
 
     def collect(self):  # noqa: ANN201 - prometheus collector protocol
         state = self._report()
         if state is None:
             return
-        yield GaugeMetricFamily("stream_assist_model_process_up", "1 while the model process runs",
-                                value=float(state["alive"]))
-        yield CounterMetricFamily("stream_assist_model_process_restarts",
-                                  "Model processes started after one died or hung", value=state["restarts"])
+        yield GaugeMetricFamily(f"{self._name}_up", self._up_help, value=float(self._is_up(state)))
+        yield CounterMetricFamily(f"{self._name}_{self._restarts_key}", self._restarts_help,
+                                  value=state[self._restarts_key])
 
 
 class Metrics:
@@ -78,12 +81,18 @@ class Metrics:
 
     def __init__(self, live_counters: Callable[[], Iterable[dict[str, int]]],
                  endpoints: Callable[[], list[dict]] = list,
-                 model_process: Callable[[], dict | None] = lambda: None) -> None:
+                 model_process: Callable[[], dict | None] = lambda: None,
+                 source: Callable[[], dict | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         self.retired: Counter = Counter()
         self.registry.register(_SessionCounters(live_counters, self.retired))
         self.registry.register(_Endpoints(endpoints))
-        self.registry.register(_ModelProcess(model_process))
+        self.registry.register(_UpAndRestarts(
+            model_process, "stream_assist_model_process", "1 while the model process runs",
+            "Model processes started after one died or hung", lambda s: bool(s["alive"]), "restarts"))
+        self.registry.register(_UpAndRestarts(
+            source, "stream_assist_source", "1 while the camera source delivers frames",
+            "Times the camera source dropped and came back", lambda s: s["state"] == "live", "reconnects"))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",
@@ -92,6 +101,12 @@ class Metrics:
         self.decoded_to_sent = Histogram("stream_assist_decoded_to_sent_seconds",
                                          "Decoded frame to guidance sent, model included",
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.speech_start = Histogram("stream_assist_speech_start_seconds",
+                                      "Text handed to the server voice to its first sample leaving on the audio track",
+                                      buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.speech_out = Histogram("stream_assist_speech_out_seconds",
+                                    "Decoded frame to the first sample of its spoken guidance leaving the server",
+                                    buckets=LATENCY_BUCKETS, registry=self.registry)
         self.generation_tps = Gauge("stream_assist_generation_tokens_per_second",
                                     "Generated tokens per second of the latest answer", registry=self.registry)
         self.prompt_tps = Gauge("stream_assist_prompt_tokens_per_second",
@@ -114,6 +129,13 @@ class Metrics:
         evaluated = gen.prompt_tokens - gen.reused_tokens
         if prefill > 0:
             self.prompt_tps.set(evaluated / prefill)
+
+    def observe_speech(self, ready_to_start_s: float, timeline: Timeline | None) -> None:
+        """Records one utterance's start: from its text, and (for a frame's guidance) from the frame."""
+        self.speech_start.observe(max(0.0, ready_to_start_s))
+        marks = timeline.marks if timeline is not None else {}
+        if "speech_out" in marks and "decoded" in marks:
+            self.speech_out.observe(marks["speech_out"] - marks["decoded"])
 
     def retire(self, counters: dict[str, int]) -> None:
         """Keeps a closing session's counts in the totals."""

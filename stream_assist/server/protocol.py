@@ -88,7 +88,14 @@ class Speaking:
     text: str = ""
 
 
-ClientMessage = Settings | Pause | Resume | TaskCommand | Draft | Quiet | Help | Speaking
+@dataclass(frozen=True)
+class Record:
+    """Starts or stops recording the session (stream_assist/record/): the page's Record switch."""
+
+    on: bool
+
+
+ClientMessage = Settings | Pause | Resume | TaskCommand | Draft | Quiet | Help | Speaking | Record
 MAX_SPEAKING_CHARS = 1000
 
 
@@ -146,6 +153,10 @@ def parse_client_message(raw: str | bytes, max_bytes: int, max_prompt_chars: int
         return Resume()
     if kind in ("quiet", "help", "speaking"):
         return _voice_message(kind, data)
+    if kind == "record":
+        if not isinstance(data.get("on"), bool):
+            raise ProtocolError("bad_field", "record needs on: true or false")
+        return Record(data["on"])
     if kind == "settings":
         unknown = sorted(set(data) - {"type", "preset", "task", "prompt", "interval_s", "steps", "card"})
         if unknown:

@@ -28,12 +28,15 @@ from ..inference.worker import InferenceWorker, Job, Outcome
 from ..latency.capture_clock import CaptureClock
 from ..latency.pixel_clock import read_capture_ms
 from ..latency.timeline import Timeline
+from ..record.recorder import Recorder, start_recording
+from ..speech_out.synth import Synthesiser
 from ..video.change_gate import ChangeGate, thumbnail
 from ..video.jitter_buffer import use_marker_jitter_buffer
 from ..video.sampler import FrameSampler, SampledFrame, to_rgb
 from . import protocol
 from .metrics import Metrics
 from .session_state import SessionState
+from .speech_link import SpeechLink, receiving_transceiver
 from .voice_link import VoiceLink, help_fields
 
 log = logging.getLogger(__name__)
@@ -45,9 +48,10 @@ CLOCK_LABEL = "clock"  # unordered, no retransmits: a late clock sample is worse
 class Session:
     """Everything one peer connection owns; closed by close() from any state."""
 
-    def __init__(self, pc: RTCPeerConnection, worker: InferenceWorker, config: Config, executor: Executor,
+    def __init__(self, pc: RTCPeerConnection | None, worker: InferenceWorker, config: Config, executor: Executor,
                  metrics: Metrics, on_closed: Callable[[Session], None], resume_token: str | None = None,
-                 state: SessionState | None = None) -> None:
+                 state: SessionState | None = None, follows: Session | None = None,
+                 voice: Synthesiser | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         # The person's identity across reconnects and restarts: kept by the page, sent back with its next offer.
         self.resume_token = resume_token or protocol.new_resume_token()
@@ -66,6 +70,8 @@ class Session:
         self.last_queued_at = float("-inf")  # time.monotonic() of the last frame put into the slot
         self.too_soon = 0  # sampled frames skipped because interval_s had not passed
         self.voice: VoiceLink | None = None  # the microphone's listener, once an audio track arrives
+        self.server_voice = voice  # the Piper voice, when the server speaks (attach_speech)
+        self.speech: SpeechLink | None = None  # this session's audio track and speaker, once attached
         self.channel: RTCDataChannel | None = None
         self.sampler: FrameSampler | None = None
         self.capture_clock: CaptureClock | None = None
@@ -82,30 +88,73 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self.closed = asyncio.Event()  # set once everything is released
+        # Watch mode (stream_assist/source/): a camera source is a session without a peer, and each page that opens
+        # the server follows it: sees its guidance, and its settings, task and spoken commands go to it.
+        self.follows = follows
+        self.viewers: set[Session] = set()
+        self.recorder: Recorder | None = None  # writes what the model was shown and what was said (--record)
         self.last_video_at = time.monotonic()  # a browser that vanished without closing stops sending video
         self._watchdog = self._loop.call_later(config.server.peer_timeout_s, self._check_alive)
+        if pc is None or follows is not None:  # no camera of its own: a source says when it drops; ICE, a page
+            self._watchdog.cancel()
         worker.register(self.id, self.slot, self._from_worker, self._partial_from_worker)
-        pc.on("track", self._on_track)
-        pc.on("datachannel", self._on_datachannel)
-        pc.on("connectionstatechange", self._on_connection_state)
+        if follows is not None:
+            follows.viewers.add(self)
+        if pc is not None:
+            pc.on("track", self._on_track)
+            pc.on("datachannel", self._on_datachannel)
+            pc.on("connectionstatechange", self._on_connection_state)
 
     # --- video path -------------------------------------------------------------------------------
+
+    def attach_speech(self) -> None:
+        """After the offer is set: the server's voice goes out on the page's receiving audio section, if it has one
+        (and the microphone then hears through the voice's echo canceller)."""
+        if self.follows is not None:  # a page watching the server's camera speaks for itself (speechSynthesis)
+            return
+        transceiver = receiving_transceiver(self.pc) if self.server_voice is not None else None
+        if transceiver is None or self.server_voice is None:
+            return
+        self.speech = SpeechLink(self.server_voice, transceiver, self.config.speech, self.metrics, self.send,
+                                 self._assistant_speaking)
+        if self.voice is not None:
+            self.voice.hear_over(self.speech.reference, self.config.speech)
+
+    def _assistant_speaking(self, on: bool, text: str) -> None:
+        if self.voice is not None:
+            self.voice.assistant_speaking(on, text)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.voice is None:
             self.voice = VoiceLink(self, track)
+            if self.speech is not None:
+                self.voice.hear_over(self.speech.reference, self.config.speech)
             self._spawn(self.voice.listen())
         if track.kind != "video" or self.sampler is not None:
+            return
+        if self.follows is not None:  # a page watching the server's camera: its own video is drained, not used
+            self._spawn(FrameSampler(track, 1.0).drain())
             return
         receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
         if receiver is not None:
             use_marker_jitter_buffer(receiver)  # frames reach the decoder one frame interval sooner
         self.capture_clock = CaptureClock(receiver) if receiver is not None else None
-        self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
-        self._spawn(self.sampler.drain())
-        self._spawn(self._feed(self.sampler))
+        self.watch(track)
 
-    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, choices: Choices | None,
+    def watch(self, track: MediaStreamTrack) -> asyncio.Task:
+        """Samples this video track into the pipeline (a camera source calls it again after each reconnect; the
+        counters go on); returns the task that ends when the track does."""
+        counters = self.sampler.counters if self.sampler else None
+        self.sampler = FrameSampler(track, self.config.pipeline.sample_fps)
+        if counters is not None:
+            self.sampler.counters = counters
+        drain = asyncio.ensure_future(self.sampler.drain())
+        self._tasks.add(drain)
+        drain.add_done_callback(self._tasks.discard)
+        self._spawn(self._feed(self.sampler))
+        return drain
+
+    def _prepare(self, item: SampledFrame, timeline: Timeline, prompt: str, context: str, choices: Choices | None,
                  estimate: float | None) -> None:
         """Runs in the executor: decoded frame → RGB at model size → enhanced → (if the scene changed) into
         the slot, where the worker can take it without waiting for the event loop to come round."""
@@ -119,7 +168,7 @@ class Session:
         timeline.mark("queued")
         self.last_enhanced = out
         self.slot.put(Job(item.frame_id, out, prompt, timeline, {"estimate_ms": estimate, "truth_ms": truth},
-                          choices=choices))
+                          choices=choices, context=context))
 
     async def _feed(self, sampler: FrameSampler) -> None:
         async for item in sampler.frames():
@@ -135,10 +184,11 @@ class Session:
             estimate = self.capture_clock.capture_ms(item.frame.pts) if self.capture_clock else None
             try:
                 prompt = self.assistant.question() or self.state.prompt.text()  # a task's narrow question, if on
+                context = self.assistant.context()  # its step, asked once before the image
                 words = self.assistant.verdict_words()  # its verdict read from one decoding step
                 choices = Choices(words, self.config.assistant.verdict_min_mass) if words else None
-                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, choices,
-                                                 estimate)
+                await self._loop.run_in_executor(self.executor, self._prepare, item, timeline, prompt, context,
+                                                 choices, estimate)
             except Exception:
                 self.frames_failed += 1
                 log.exception("session %s: frame %d could not be converted", self.id, item.frame_id)
@@ -149,7 +199,14 @@ class Session:
 
     def _partial_from_worker(self, job: Job, text: str) -> None:
         """Called on the worker thread as tokens arrive; the page shows the answer growing."""
-        self._loop.call_soon_threadsafe(lambda: self.send("partial", frame_id=job.frame_id, text=text))
+        self._loop.call_soon_threadsafe(self._partial, job, text)
+
+    def _partial(self, job: Job, text: str) -> None:
+        if self._closing:
+            return
+        self.send("partial", frame_id=job.frame_id, text=text)
+        if self.speech is not None and not self.state.paused:  # its first sentence, said while the rest is written
+            self.speech.partial(job.frame_id, job.timeline, text, self.assistant.speaks_early)
 
     def _deliver(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -167,6 +224,8 @@ class Session:
         tl.mark("done", gen.done_at)
         tl.mark("sent")
         self.metrics.observe(tl, gen)
+        if self.recorder is not None:
+            self.recorder.frame(job, gen.text)
         self.guidance_sent += 1
         repeat = gen.text == self.state.last_text
         self.state.recent.append(gen.text)
@@ -176,8 +235,10 @@ class Session:
                      tokens={"prompt": gen.prompt_tokens, "reused": gen.reused_tokens,
                              "completion": gen.completion_tokens, "image_encodes": gen.image_encodes},
                      verdict=gen.verdict)
-        for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict):  # shown? said?
+        for kind, fields in self.assistant.on_answer(job.prompt, gen.text, gen.verdict, job.context):  # said?
             self.send(kind, **({**frame, **fields} if kind == "guidance" else fields))
+            if self.speech is not None:
+                self.speech.sent(kind, {**frame, **fields} if kind == "guidance" else fields, tl)
 
     def counters(self) -> dict[str, int]:
         sampler = self.sampler.counters if self.sampler else None
@@ -211,8 +272,9 @@ class Session:
 
     def _ready(self) -> None:
         self._send_status("ready")
-        if self.assistant.state.card is not None:  # a task restored by the resume token
-            self._send_all([self.assistant.task_message()])
+        owner = self.follows or self
+        if owner.assistant.state.card is not None:  # a task restored by the resume token (or the source's)
+            self.send_all([owner.assistant.task_message()])
 
     def _on_clock(self, channel: RTCDataChannel, raw: str | bytes) -> None:
         """NTP-style clock sample: echo the client's t0 with the server's receive and send times (ms)."""
@@ -228,12 +290,16 @@ class Session:
             channel.send(protocol.encode("pong", t0=t0, t1=received, t2=time.time() * 1000.0))
 
     def _send_status(self, state: str) -> None:
-        self.send("status", state=state, session=self.id, resume_token=self.resume_token,
-                  protocol=protocol.PROTOCOL_VERSION, paused=self.state.paused,
-                  preset=self.state.prompt.preset, task=self.state.prompt.task, presets=list(PRESET_NAMES),
-                  interval_s=self.state.interval_s, quiet=self.assistant.state.policy.hushed,
-                  frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed, recent=list(self.state.recent),
-                  counters=self.counters(), **self.assistant.progress())
+        owner = self.follows or self  # a page watching a source shows the source's settings and progress
+        self.send("status", state=state, session=owner.id, resume_token=self.resume_token,
+                  protocol=protocol.PROTOCOL_VERSION, paused=owner.state.paused,
+                  preset=owner.state.prompt.preset, task=owner.state.prompt.task, presets=list(PRESET_NAMES),
+                  interval_s=owner.state.interval_s, quiet=owner.assistant.state.policy.hushed,
+                  frame_max_edge=self.config.pipeline.max_edge, resumed=self.resumed or owner is not self,
+                  recent=list(owner.state.recent), counters=owner.counters(), watch=owner is not self,
+                  recording=owner.recorder.video_path.name if owner.recorder is not None else None,
+                  speech_out="server" if self.speech is not None else "page",
+                  **owner.assistant.progress())
 
     def _on_message(self, raw: str | bytes) -> None:
         channel_cfg = self.config.channel
@@ -252,6 +318,11 @@ class Session:
 
     def apply(self, message: protocol.ClientMessage) -> None:
         """Carries out one checked message, whether it came over the data channel or by another route."""
+        if self.follows is not None and not isinstance(message, protocol.Help | protocol.Speaking):
+            self.follows.apply(message)  # settings, task and commands belong to the source this page watches
+            return
+        if isinstance(message, (protocol.Pause, protocol.Quiet)) and self.speech is not None:
+            self.speech.stop("paused" if isinstance(message, protocol.Pause) else "quiet")
         if isinstance(message, protocol.Pause):
             self.state.paused = True
             self.slot.pause()
@@ -265,23 +336,32 @@ class Session:
             self._send_status("running")
         elif isinstance(message, protocol.TaskCommand):
             try:
-                self._send_all(self.assistant.command(message.name))
+                self.send_all(self.assistant.command(message.name))
             except NoTaskError as e:
+                if message.name == "repeat" and self.speech is not None and self.speech.repeat():
+                    return  # no task: repeat says again what the voice said last
                 self.send("error", code="no_task", message=str(e))
                 return
             self._send_status("task")
         elif isinstance(message, protocol.Draft):
-            self._send_all(self.assistant.request_draft(message.task))
+            self.send_all(self.assistant.request_draft(message.task))
             self.gate.reset()  # the draft is asked of the next frame, even if the scene is unchanged
             self._send_status("drafting")
         elif isinstance(message, protocol.Quiet):
             self.assistant.state.policy.hush()  # show only, until `resume` or a new step
             self._send_status("quiet")
         elif isinstance(message, protocol.Help):
-            self.send("help", **help_fields())
+            self.send_all([("help", help_fields())])
         elif isinstance(message, protocol.Speaking):
             if self.voice is not None:
                 self.voice.speaking(message)
+        elif isinstance(message, protocol.Record):
+            if message.on and self.recorder is None:
+                self.recorder = start_recording(self.config, self.id)
+            if message.on or self.recorder is None:
+                self._send_status("recording" if message.on else "running")
+            else:
+                self._spawn(self._stop_recording())
         else:
             try:  # the task first: a bad card or step list changes nothing
                 card = self.assistant.resolve(message.card, list(message.steps) if message.steps is not None
@@ -290,7 +370,7 @@ class Session:
                 self.send("error", code="bad_task", message=str(e))
                 return
             if card is not None:
-                self._send_all(self.assistant.set_card(card))
+                self.send_all(self.assistant.set_card(card))
             if message.preset is not None:
                 self.state.prompt.preset = message.preset
             if message.task is not None:
@@ -302,18 +382,40 @@ class Session:
             self.gate.reset()  # a new question makes the same scene news again
             self._send_status("settings")
 
-    def person_speaking(self, on: bool) -> None:
-        """The person started or stopped speaking: the assistant holds its speech meanwhile, then says what waited."""
-        self._send_all(self.assistant.set_person_speaking(on))
+    async def _stop_recording(self) -> None:
+        """Finishes the recording (its writer thread first), then says so: the file is complete when `status` comes."""
+        recorder, self.recorder = self.recorder, None
+        await self._loop.run_in_executor(self.executor, recorder.close)
+        self._send_status("running")
 
-    def _send_all(self, messages: list[tuple[str, dict]]) -> None:
+    def person_speaking(self, on: bool) -> None:
+        """The person started or stopped speaking: the assistant holds its speech meanwhile (the server's voice
+        falls silent at its next frame: a barge-in), then says what waited."""
+        if self.follows is not None:
+            self.follows.person_speaking(on)
+            return
+        if on and self.speech is not None:
+            self.speech.stop("barge_in")
+        self.send_all(self.assistant.set_person_speaking(on))
+
+    def send_all(self, messages: list[tuple[str, dict]]) -> None:
+        """Sends messages not about a frame (task commands, help, held-back speech); the voice says what is said."""
         for kind, fields in messages:
             self.send(kind, **fields)
+            if self.speech is not None:
+                self.speech.sent(kind, fields)
 
     def send(self, kind: str, **fields: object) -> None:
-        """Sends one message if the channel is open (a closed channel means the session is going)."""
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(protocol.encode(kind, **fields))
+        """Sends one message to this page if its channel is open (a closed channel means the session is going), to
+        the pages watching this session, and to the recording of this session or of the source this page watches."""
+        text = None
+        for session in (self, *self.viewers):
+            if session.channel is not None and session.channel.readyState == "open":
+                text = text or protocol.encode(kind, **fields)
+                session.channel.send(text)
+        recorder = self.recorder or (self.follows.recorder if self.follows is not None else None)
+        if recorder is not None:
+            recorder.message(kind, fields)
 
     # --- lifetime ---------------------------------------------------------------------------------
 
@@ -364,11 +466,18 @@ class Session:
         self._watchdog.cancel()
         if self.voice is not None:
             self.voice.close()
+        if self.speech is not None:
+            self.speech.close()
         self.worker.unregister(self.id)
         self.slot.pause()
+        if self.follows is not None:
+            self.follows.viewers.discard(self)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pc.close()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.recorder is not None:
+            await self._loop.run_in_executor(self.executor, self.recorder.close)
         self.on_closed(self)
         self.closed.set()

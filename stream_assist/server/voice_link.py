@@ -11,9 +11,13 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..assistant.places import usable_cards
-from ..config import AssistantConfig, Config, VoiceConfig
+from ..config import AssistantConfig, Config, SpeechConfig, VoiceConfig
+from ..speech_out.reference import EchoReference
 from ..voice.audio_in import drain, use_packet_jitter_buffer
 from ..voice.commands import PHRASES, Heard, Rules
+from ..voice.echo import EchoCanceller, canceller_available
+from ..voice.faster_whisper_asr import LONGEST_COMMAND_S
+from ..voice.faster_whisper_source import PREFIX, chosen_asr
 from ..voice.listener import Listener, ListenerSettings
 from ..voice.recognisers import shared_recogniser
 from ..voice.transcript import normalise
@@ -24,8 +28,13 @@ HELP_TEXT = ("Say: pause, resume, next or done, back, repeat, quiet or stop talk
 
 
 def listener_settings(voice: VoiceConfig) -> ListenerSettings:
+    """The listener's settings from the config. faster-whisper scores whether only a command was said, so the VAD's
+    span (which noise stretches past the word) may be longer before it rules a command out."""
+    longest = voice.max_command_s
+    if chosen_asr(voice.asr).startswith(PREFIX):
+        longest = min(voice.max_utterance_s, max(longest, LONGEST_COMMAND_S))
     return ListenerSettings(voice.vad_aggressiveness, voice.end_silence_ms, voice.max_utterance_s, voice.barge_in_ms,
-                            voice.echo_window_s, Rules(voice.min_coverage, voice.max_command_s, voice.max_s_per_phone))
+                            voice.echo_window_s, Rules(voice.min_coverage, longest, voice.max_s_per_phone))
 
 
 def known_tasks(config: AssistantConfig) -> dict[str, str]:
@@ -54,6 +63,8 @@ class VoiceSession(Protocol):
 
     def send(self, kind: str, **fields: object) -> None: ...
 
+    def send_all(self, messages: list[tuple[str, dict]]) -> None: ...
+
     def apply(self, message: protocol.ClientMessage) -> None: ...
 
     def person_speaking(self, on: bool) -> None: ...
@@ -79,8 +90,22 @@ class VoiceLink:
         await drain(self.track, self.listener.feed if self.listener else lambda _pcm: None)
 
     def speaking(self, message: protocol.Speaking) -> None:
+        """The page's own speech (speechSynthesis), as it reports it."""
+        self.assistant_speaking(message.on, message.text)
+
+    def assistant_speaking(self, on: bool, text: str) -> None:
         if self.listener is not None:
-            self.listener.echo.speaking(message.on, message.text)
+            self.listener.echo.speaking(on, text)
+
+    def hear_over(self, reference: EchoReference, speech: SpeechConfig) -> None:
+        """The server's voice is on this session's audio track: its echo may come back for longer (the round trip
+        to the page's loudspeaker), and the canceller takes it out given exactly what was sent."""
+        if self.listener is None:
+            return
+        self.listener.echo.tail_s = speech.echo_tail_s
+        if speech.echo_canceller and canceller_available():
+            self.listener.canceller = EchoCanceller()
+            self.listener.far_end = reference.take
 
     def close(self) -> None:
         if self.listener is not None:
@@ -91,8 +116,9 @@ class VoiceLink:
         self.session.person_speaking(state == "speech_start")
 
     def _heard(self, heard: Heard, task: str | None) -> None:
-        self.session.send("heard", text=heard.text, command=heard.command, accepted=heard.accepted,
-                          reason=heard.reason, **({"task": task} if heard.command == "task" else {}))
+        self.session.send_all([("heard", dict(text=heard.text, command=heard.command, accepted=heard.accepted,
+                                              reason=heard.reason, **({"task": task} if heard.command == "task"
+                                                                      else {})))])
         raw = spoken_message(heard, task, self.cards)
         if raw is None:
             return

@@ -11,11 +11,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..threads import one_thread
 from .commands import TASK_PREFIX, Heard, Rules, Word, interpret
-from .echo import EchoGuard
+from .echo import EchoCanceller, EchoGuard
 from .recognisers import Recogniser
 from .vad import RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
 
@@ -23,17 +26,10 @@ log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 100  # pieces of PCM waiting for the voice thread (2 s of 20 ms frames); older ones are dropped
 
-_voice_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
 
 def voice_executor() -> Executor:
     """The process's one voice thread, apart from the enhancement pool and the inference worker."""
-    global _voice_executor
-    with _executor_lock:
-        if _voice_executor is None:
-            _voice_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice")
-        return _voice_executor
+    return one_thread("voice")
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,7 @@ class ListenerSettings:
     barge_in_ms: int = 150
     echo_window_s: float = 3.0
     rules: Rules = Rules()
+    echo_tail_s: float = 0.3  # after the assistant stops, its voice may still be heard this long
 
 
 class Listener:
@@ -51,32 +48,39 @@ class Listener:
 
     def __init__(self, settings: ListenerSettings, recogniser: Callable[[], Recogniser],
                  on_heard: Callable[[Heard, str | None], None], on_voice: Callable[[str], None],
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, far_end: Callable[[int], np.ndarray] | None = None,
+                 canceller: EchoCanceller | None = None) -> None:
         self.settings = settings
         self._make_recogniser = recogniser  # called on the voice thread: loading a model never blocks the loop
         self._recogniser: Recogniser | None = None
         self.on_heard, self.on_voice = on_heard, on_voice
         self.executor = executor or voice_executor()
-        self.echo = EchoGuard(settings.echo_window_s)
+        self.echo = EchoGuard(settings.echo_window_s, settings.echo_tail_s)
+        # The server voice's samples sent meanwhile, taken on the loop as each piece of PCM arrives (so the two
+        # stay in step), and the canceller that removes their echo on the voice thread.
+        self.far_end, self.canceller = far_end, canceller
         self.segmenter = Segmenter(settings.aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
         self.proposal: str | None = None  # a dictated task waiting for yes / no
         self.dropped = 0  # PCM pieces dropped because the voice thread fell 2 s behind
         self._early: tuple[bytes, bool, list[Word]] | None = None  # words recognised at a pause, for its end
         self._loop = asyncio.get_running_loop()
-        self._buffer: deque[bytes] = deque()
+        self._buffer: deque[tuple[bytes, np.ndarray | None]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
         self._announced = False  # speech_start sent for the current speech
+        self._over_unlearnt = False  # the current speech began over the voice before its canceller learnt the room
         self._closed = False
         self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
 
     def feed(self, pcm: bytes) -> None:
-        """On the loop: queue PCM for the voice thread (bounded: the oldest goes first)."""
+        """On the loop: queue PCM (with the far end sent meanwhile) for the voice thread (bounded: the oldest goes
+        first)."""
+        far = self.far_end(len(pcm) // 2) if self.far_end is not None else None
         with self._lock:
             if len(self._buffer) >= MAX_BUFFERED:
                 self._buffer.popleft()
                 self.dropped += 1
-            self._buffer.append(pcm)
+            self._buffer.append((pcm, far))
             if self._scheduled or self._closed:
                 return
             self._scheduled = True
@@ -114,22 +118,39 @@ class Listener:
                 if not self._buffer or self._closed:
                     self._scheduled = False
                     return
-                pcm = b"".join(self._buffer)
+                pieces = list(self._buffer)
                 self._buffer.clear()
+            pcm = b"".join(p for p, _ in pieces)
+            if self.canceller is not None:
+                far = [f if f is not None else np.zeros(len(p) // 2, np.int16) for p, f in pieces]
+                pcm = self.canceller.process(pcm, np.concatenate(far))
             for event in self.segmenter.feed(pcm):
                 if isinstance(event, SpeechStarted):
+                    self._over_unlearnt = (self.canceller is not None and not self.canceller.converged
+                                           and self.echo.is_speaking())
                     self._announce(0.0)
                 elif isinstance(event, SpeechPaused):
-                    self._recognise_early(event.utterance)
+                    self._recognise_early(self._for_words(event.utterance))
                 else:
-                    self._finish(event)
+                    self._finish(self._for_words(event))
             if self.segmenter.state == "speech":
                 self._announce(self.segmenter.speech_s)
 
+    def _for_words(self, utterance: Utterance) -> Utterance:
+        return self.canceller.for_words(utterance) if self.canceller is not None else utterance
+
+    def _barge_in_ms(self) -> float:
+        """How much speech over the assistant's voice stops it: none once the echo canceller has learnt the room
+        (what is left is the person), twice barge_in_ms while it has not (it leaks), barge_in_ms for the page's
+        own speechSynthesis (nothing cancels it)."""
+        if self.canceller is None:
+            return self.settings.barge_in_ms
+        return 0.0 if self.canceller.converged else 2.0 * self.settings.barge_in_ms
+
     def _announce(self, speech_s: float) -> None:
-        """speech_start at once when the page is quiet; while it speaks, only after barge_in_ms of speech (a
-        shorter sound is most likely the page's own voice)."""
-        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self.settings.barge_in_ms):
+        """speech_start at once when the assistant is quiet; while it speaks, only after _barge_in_ms() of speech
+        (a shorter sound is most likely its own voice)."""
+        if self._announced or (self.echo.is_speaking() and speech_s * 1000 < self._barge_in_ms()):
             return
         self._announced = True
         self._post(self.on_voice, "speech_start")
@@ -166,6 +187,8 @@ class Listener:
         heard = interpret(words, utterance.speech_s, confirming, self.settings.rules)
         if heard.accepted and self.echo.is_echo(heard.text):
             return Heard(heard.text, None, False, "the assistant's own voice"), None
+        if heard.accepted and self._over_unlearnt:
+            return Heard(heard.text, None, False, "over the assistant before its echo was learnt: say it again"), None
         if heard.command == "task":
             return self._dictate(utterance, words[2].end_s if len(words) >= 3 else 0.0)
         if heard.command in ("yes", "no"):

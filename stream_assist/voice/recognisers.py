@@ -131,13 +131,18 @@ class PocketSphinx:
 
 _shared: dict[tuple[str, tuple[str, ...]], Recogniser] = {}
 _shared_lock = threading.Lock()
+KINDS = ("pocketsphinx", "whisper:", "faster-whisper:", "auto")
 
 
 def shared_recogniser(name: str = "pocketsphinx", tasks: tuple[str, ...] = ()) -> Recogniser:
-    """The process's one recogniser of that kind and known tasks (start-up ~0.3 s, so made once, on first use).
-    whisper hears any task as it is said, so only pocketsphinx takes the titles."""
-    if name != "pocketsphinx" and not name.startswith("whisper:"):
-        raise ValueError(f"unknown recogniser {name!r} (known: pocketsphinx, whisper:<model>)")
+    """The process's one recogniser of that kind and known tasks (start-up 0.2-1 s, so made once, on first use).
+    whisper hears any task as it is said, so only pocketsphinx takes the titles; `auto` is what it picks here."""
+    from .faster_whisper_source import chosen_asr
+
+    name = chosen_asr(name)
+    if not name.startswith(KINDS):
+        raise ValueError(f"unknown recogniser {name!r} (known: auto, pocketsphinx, faster-whisper:<model>, "
+                         "whisper:<model>)")
     key = (name, tasks if name == "pocketsphinx" else ())
     with _shared_lock:
         if key not in _shared:
@@ -145,7 +150,22 @@ def shared_recogniser(name: str = "pocketsphinx", tasks: tuple[str, ...] = ()) -
         return _shared[key]
 
 
+def checked_asr(asr: str) -> str:
+    """The setting as the recogniser to serve with: `auto` picked, a named model fetched, a model folder or file
+    loaded once in a child process (a bad one is a one-line error at start)."""
+    from .faster_whisper_source import chosen_asr, local_faster_whisper
+    from .whisper_source import local_asr
+
+    return local_asr(local_faster_whisper(chosen_asr(asr)))
+
+
 def _whisper(asr: str) -> Recogniser:
-    from .whisper import load_whisper  # pywhispercpp is an optional extra: imported only when asked for
+    """The optional extras are imported only when asked for: faster-whisper ([speech]) or pywhispercpp ([whisper])."""
+    if asr.startswith("faster-whisper:"):
+        from .faster_whisper_asr import FasterWhisper
+        from .faster_whisper_source import resolve_faster_whisper
+
+        return FasterWhisper(resolve_faster_whisper(asr))
+    from .whisper import load_whisper
 
     return load_whisper(asr)

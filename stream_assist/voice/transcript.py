@@ -12,7 +12,7 @@ from .commands import Word
 
 ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")  # [BLANK_AUDIO], (music), *laughs*: not speech
 NOT_WORD = re.compile(r"[^a-z0-9']+")
-TASK_LEAD = re.compile(r"^\W*my\W+task\W+is\b\W*", re.IGNORECASE)
+TASK_LEAD = re.compile(r"^\W*my\W+task\W+is\b\W*(?:to\b\W*)?", re.IGNORECASE)  # whisper adds "to" ("is to fix")
 
 
 def normalise(text: str) -> str:

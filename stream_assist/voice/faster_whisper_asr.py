@@ -1,0 +1,162 @@
+"""Whisper through faster-whisper / CTranslate2 as a Recogniser: commands scored, tasks transcribed.
+
+A lone word transcribed freely is a guess ("pause" → "Bause.", "back" → "Bye."), so a command is decided among the
+grammar's phrases: the audio is encoded once on a short window (3 s, not the 30 s faster-whisper pads to), one
+decoding step ranks the phrases by their first token, the likeliest few are scored in full against the audio in one
+batched teacher-forced pass (CTranslate2's `Whisper.align`), and the best counts only when it is likely on its own
+and ahead of the runner-up. Free transcription runs
+only for what is not a command: "my task is …" and the sentences shown as heard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .commands import CONFIRM, PHRASES, TASK_PREFIX, Word
+from .transcript import task_text, transcript_words
+
+RATE = 16000
+HOP = 160  # samples per mel frame
+LEAD_S = 0.2  # silence before the utterance: whisper drops a word cut right at the start of its input
+COMMAND_FRAMES = 300  # a command's window, 3 s: encoded in ~12-25 ms instead of the 30 s window's ~450 ms
+MAX_FRAMES = 3000  # whisper's own window, for long speech
+TAIL_FRAMES = 300  # silence after speech to be transcribed: with 1 s, 25 % word error on tasks; 3 s, 12 %
+# a phrase's summed token log-probability must reach MIN_SCORE and beat every other phrase by MIN_MARGIN (nats).
+# Measured on `bench voice`'s voices (clean; noise, another voice and a room at 10 dB; noise at 20 dB): commands said
+# scored -4.3 at the median (5 % below -10.8), sentences -12.7 (5 % above -6.4); this pair kept sentences taken for
+# a command at 1 % and commands taken for another at 0 %, with clean commands 100 % right
+MIN_SCORE = -9.0
+MIN_MARGIN = 1.0
+SHORTLIST = 3  # phrases scored in full, after one decoding step ranks their first tokens (~5 ms)
+LONGEST_COMMAND_S = 2.2  # of speech as the VAD spans it: noise keeps it on past the word; the scores judge the rest
+THREADS = 1  # one core on the voice thread: the other stays with the vision model
+
+
+def spelled(phrase: str) -> str:
+    """How whisper writes a phrase said on its own: ' Next.', ' What now.' (the full stop scores its ending)."""
+    return f" {phrase.capitalize()}."
+
+
+@dataclass
+class Encoded:
+    """One utterance: its audio (after LEAD_S of silence) and what has been worked out from it so far."""
+
+    pcm: bytes
+    audio: np.ndarray  # float32 at 16 kHz
+    features: dict[int, object] = field(default_factory=dict)  # window in frames → encoder output (StorageView)
+    scores: dict[str, float] | None = None  # per phrase, once scored
+    confirming: bool = False  # whether yes / no were among the phrases scored
+    transcript: str | None = None  # once transcribed
+
+    @property
+    def frames(self) -> int:
+        return len(self.audio) // HOP
+
+
+class FasterWhisper:
+    """One CTranslate2 whisper model shared by every session; calls are serialised (the voice thread is one)."""
+
+    def __init__(self, folder: Path) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        self._lock = threading.Lock()
+        model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=THREADS,
+                             local_files_only=True)
+        self._features, self._model = model.feature_extractor, model.model
+        self._tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                                    language="en")
+        self._start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # "my task is" is found in the transcript of what is not a command, so it is not scored
+        self._phrases = {p: self._tokenizer.encode(spelled(p)) for p in [*PHRASES, *CONFIRM] if p != TASK_PREFIX}
+        self._last: Encoded | None = None  # the utterance just heard: its early and final passes share it
+        self.last_confidence: float | None = None  # best phrase's margin over the runner-up, for `bench voice`
+
+    def _utterance(self, pcm: bytes) -> Encoded:
+        """The utterance being heard: the same object for the early and the final pass over the same PCM."""
+        if self._last is None or self._last.pcm != pcm:
+            samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+            self._last = Encoded(pcm, np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), samples]))
+        return self._last
+
+    def _encoded(self, encoded: Encoded, window: int) -> object:
+        """The encoder's output for the audio in a window of `window` mel frames (silence after it), once."""
+        if window not in encoded.features:
+            import ctranslate2
+
+            audio = np.pad(encoded.audio, (0, max(0, window * HOP - len(encoded.audio))))[:window * HOP]
+            mel = self._features(audio, padding=0)[:, :window]
+            encoded.features[window] = self._model.encode(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=True)
+        return encoded.features[window]
+
+    def _scores(self, encoded: Encoded, confirming: bool) -> dict[str, float]:
+        """The shortlisted phrases' summed log-probabilities of their tokens given the audio (each phrase scored
+        costs ~3.5 ms, the ranking step ~5 ms; yes and no are candidates only while a task waits for them)."""
+        if encoded.scores is None or encoded.confirming != confirming:
+            import ctranslate2
+
+            phrases = [p for p in self._phrases if confirming or p not in CONFIRM]
+            encoded.confirming = confirming
+            features = self._encoded(encoded, COMMAND_FRAMES)
+            if len(phrases) > SHORTLIST:  # the phrases whose first token the audio makes likeliest
+                first = self._model.generate(features, [self._start], beam_size=1, max_length=2,
+                                             return_logits_vocab=True, suppress_blank=False, suppress_tokens=[])
+                logits = np.asarray(first[0].logits[0])[0]
+                phrases = sorted(phrases, key=lambda p: logits[self._phrases[p][0]], reverse=True)[:SHORTLIST]
+            batch = np.repeat(np.asarray(features), len(phrases), axis=0)
+            results = self._model.align(ctranslate2.StorageView.from_array(batch), self._start,
+                                        [self._phrases[p] for p in phrases], min(encoded.frames, COMMAND_FRAMES))
+            encoded.scores = {p: float(np.sum(np.log(np.maximum(r.text_token_probs, 1e-30))))
+                              for p, r in zip(phrases, results, strict=True)}
+        return encoded.scores
+
+    def _transcript(self, encoded: Encoded) -> str:
+        """Free transcription, greedy, on a window with TAIL_FRAMES of silence after the speech (with less, whisper
+        repeats itself into the silence: "My task is true the wheel. My task has"), no 3-gram repeated."""
+        if encoded.transcript is None:
+            window = min(MAX_FRAMES, -(-(encoded.frames + TAIL_FRAMES) // 100) * 100)
+            longest = int(8 + 6 * encoded.frames * HOP / RATE)  # tokens: more than anyone says in that time
+            result = self._model.generate(self._encoded(encoded, window), [self._start], beam_size=1,
+                                          no_repeat_ngram_size=3, max_length=longest)[0]
+            encoded.transcript = self._tokenizer.decode(result.sequences_ids[0]).strip()
+        return encoded.transcript
+
+    def commands(self, pcm: bytes, confirming: bool) -> list[Word]:
+        """The phrase said, spanning the utterance; or, for anything else, its transcript (which the rules reject,
+        or take as "my task is …"); none when the transcript reads as a command the scores did not back."""
+        with self._lock:
+            encoded = self._utterance(pcm)
+            length_s = len(pcm) / 2 / RATE
+            if encoded.frames > COMMAND_FRAMES:  # longer than any command: only "my task is …" or a sentence
+                return transcript_words([(0.0, length_s, self._transcript(encoded))])
+            scores = self._scores(encoded, confirming)
+            best, runner_up = sorted(scores, key=scores.get, reverse=True)[:2]
+            self.last_confidence = scores[best] - scores[runner_up]
+            if scores[best] >= MIN_SCORE and self.last_confidence >= MIN_MARGIN:
+                return _spanning(best, length_s)
+            words = transcript_words([(0.0, length_s, self._transcript(encoded))])
+            return [] if " ".join(w.text for w in words) in scores else words
+
+    def dictate(self, pcm: bytes) -> str:
+        """The task after 'my task is'. The listener passes the tail of the utterance just heard: its transcript
+        is reused rather than transcribing the same speech again."""
+        with self._lock:
+            last = self._last
+            if last is None or not (pcm and last.pcm.endswith(pcm)):
+                last = self._utterance(pcm)
+            return task_text(self._transcript(last))
+
+
+def _spanning(phrase: str, length_s: float) -> list[Word]:
+    """The phrase's words over the whole utterance (the score already judged the audio; coverage is full)."""
+    words = phrase.split()
+    step = length_s / len(words)
+    return [Word(w, i * step, (i + 1) * step) for i, w in enumerate(words)]
+
