@@ -370,6 +370,10 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
     from .server.access import qr_text
     from .server.app import start_site
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URLs are printed: a stop as soon as they show is clean
+        loop.add_signal_handler(sig, stop.set)
     runner, port = await start_site(app, config.server.host, config.server.port, context)
     urls = [url + (f"?token={token}" if token else "") for url in urls_to_open(config.server.host, port,
                                                                                context is not None)]
@@ -380,10 +384,6 @@ async def _serve_until_signal(app, config: Config, context, token: str | None) -
         print(qr_text(urls[-1]), flush=True)
         if context is None:
             print("stream-assist: phones allow the camera only over HTTPS: add --self-signed", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: closing sessions and freeing the model")
     await runner.cleanup()
