@@ -103,6 +103,14 @@ def test_commands_are_scored_right_and_sentences_are_not_commands(clips: Path, a
     assert len(wrong) <= 1 and not any(w[2] in SENTENCES for w in wrong), wrong
 
 
+def test_a_command_word_that_starts_a_sentence_is_not_a_command(clips: Path, asr: str) -> None:
+    """' Next.' scores well on the whole of "next to the red one" (no pause for the VAD to cut at); its full stop
+    does not, and the phrase must end where the speech ends."""
+    recogniser = shared_recogniser(asr)
+    said = [w.text for w in recogniser.commands(say(clips, "next to the red one", NEURAL, 160).tobytes(), False)]
+    assert said != ["next"] and "red" in said  # its transcript instead, which the rules then reject
+
+
 def test_yes_and_no_only_while_a_task_waits(clips: Path, asr: str) -> None:
     assert accepted(asr, say(clips, "yes"), confirming=True) == ["yes"]
     assert accepted(asr, say(clips, "no"), confirming=True) == ["no"]
