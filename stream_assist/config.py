@@ -130,7 +130,7 @@ class VoiceConfig:
     # or pocketsphinx, faster-whisper:<tiny.en | base.en | small.en | CTranslate2 folder>, whisper:<ggml name | path>
     asr: str = "auto"
     vad_aggressiveness: int = 3  # webrtcvad 0 (keeps most as speech) .. 3 (strictest)
-    end_silence_ms: int = 180  # an utterance ends after this much silence
+    end_silence_ms: int = 120  # an utterance ends after this much silence (a fricative is not silence: vad.py)
     max_utterance_s: float = 6.0  # longer sound is cut and dropped (a monologue, endless noise)
     max_command_s: float = 1.6  # speech longer than this is not a command (except "my task is ...")
     min_coverage: float = 0.5  # recognised words must span this share of the speech, or it is not a command

@@ -36,7 +36,7 @@ def voice_executor() -> Executor:
 @dataclass(frozen=True)
 class ListenerSettings:
     aggressiveness: int = 3
-    end_silence_ms: int = 180
+    end_silence_ms: int = 120
     max_utterance_s: float = 6.0
     barge_in_ms: int = 150
     echo_window_s: float = 3.0

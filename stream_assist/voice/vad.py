@@ -1,11 +1,14 @@
-"""Cuts a 16 kHz mono stream into utterances with webrtcvad: pre-padding, an end after a short silence,
-and a length limit so a monologue or endless noise is cut, dropped and costs nothing more until it stops."""
+"""Cuts a 16 kHz mono stream into utterances with webrtcvad: pre-padding, an end after a short silence (frames
+webrtcvad calls unvoiced but well above the room's level are not silence), and a length limit so a monologue or
+endless noise is cut, dropped and costs nothing more until it stops."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import webrtcvad
 
 RATE = 16000
@@ -14,6 +17,10 @@ FRAME_BYTES = RATE * FRAME_MS // 1000 * 2  # s16 mono
 START_FRAMES, START_VOICED = 6, 4  # speech starts when 4 of the last 6 frames (180 ms) are voiced
 PRE_PAD_FRAMES = 10  # 300 ms kept before the start, so the first phoneme is not lost
 KEEP_FRAMES = 2  # 60 ms kept after the last voiced frame
+# an unvoiced frame this far above the room between utterances is still the person (the "xt" of "next", a
+# fricative webrtcvad calls silence): it keeps the utterance open, so "next … to the red one" is one utterance
+SOUND_DB = 12.0
+FLOOR_RISE_DB = 0.3  # per frame: the room's level follows a drop at once and a rise within seconds (10 dB/s)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ Event = SpeechStarted | SpeechPaused | Utterance
 class Segmenter:
     """Feed PCM of any length; get the events it completes. Memory is bounded by max_utterance_s."""
 
-    def __init__(self, aggressiveness: int = 3, end_silence_ms: int = 180, max_utterance_s: float = 6.0) -> None:
+    def __init__(self, aggressiveness: int = 3, end_silence_ms: int = 120, max_utterance_s: float = 6.0) -> None:
         self.vad = webrtcvad.Vad(aggressiveness)
         self.end_frames = max(1, end_silence_ms // FRAME_MS)
         self.max_frames = int(max_utterance_s * 1000 / FRAME_MS)
@@ -61,6 +68,7 @@ class Segmenter:
         self._start = 0  # frame index of the utterance's first voiced frame
         self._last_voiced = 0
         self._pre_pad = 0
+        self._floor: float | None = None  # dB of the quietest recent frames between utterances
         self.state = "idle"  # idle | speech | discarding (a cut utterance, waiting for it to end)
         self.cut = 0
 
@@ -83,7 +91,10 @@ class Segmenter:
     def _step(self, frame: bytes) -> Event | None:
         voiced = self.vad.is_speech(frame, RATE)
         self._frame += 1
-        if voiced:
+        level = 10 * math.log10(float(np.mean(np.frombuffer(frame, np.int16).astype(np.float32) ** 2)) + 1.0)
+        if self.state == "idle" and not voiced:  # the room between utterances: follows it down at once, up slowly
+            self._floor = level if self._floor is None else min(level, self._floor + FLOOR_RISE_DB)
+        if voiced or (self.state == "speech" and level >= (self._floor or 0.0) + SOUND_DB):
             self._last_voiced = self._frame
         silent_for = self._frame - self._last_voiced
         if self.state == "idle":
