@@ -121,12 +121,15 @@ class EchoCanceller:
         return out.tobytes()
 
 
-    def for_words(self, utterance: Utterance) -> Utterance:
-        """The utterance with its samples from Speex's output (the same stretch of time), when there is one."""
+    def for_words(self, utterance: Utterance, until_s: float | None = None) -> Utterance:
+        """The utterance with its samples from Speex's output (the same stretch of time, or on to stream time until_s
+        as far as Speex has it), when there is one."""
         if self._speex is None or not utterance.pcm:
             return utterance
         first = round((utterance.start_s - utterance.pre_pad_s) * RATE)
         n = len(utterance.pcm) // 2
+        if until_s is not None:
+            n = max(n, min(round(until_s * RATE), self._words_end) - first)
         at = first - (self._words_end - len(self._words))
         if at < 0:
             return utterance
