@@ -25,6 +25,7 @@ ERLE_FRAMES = 100  # the canceller's echo removal is judged over the voice's las
 CONVERGED_DB = 20.0  # removing this much of the echo, the canceller has learnt the room: its leaks are rare
 SPEEX_TAIL_MS = 500  # Speex's filter: the echo's delay (network, playout, the room) plus the room's ringing
 WORDS_KEPT_S = 10  # of Speex's output, for the words of an utterance (longer ones are cut by the VAD anyway)
+RELEARN_PASSES = 4  # Speex taught again over the microphone and voice kept (WORDS_KEPT_S): passes over the same samples
 
 
 def _words(text: str) -> set[str]:
@@ -99,6 +100,10 @@ class EchoCanceller:
         self._speex = _speex(rate) if words else None
         self._words = np.zeros(0, np.int16)  # Speex's latest output, ending at sample self._words_end
         self._words_end = 0
+        self._kept: deque[tuple[np.ndarray, np.ndarray, float]] = deque()  # microphone, voice, s it sounded: lately
+        self._kept_n = 0
+        self._seen = 0  # microphone samples given
+        self._taught_s = 0.0  # seconds of the voice the Speex canceller has learnt from (passes counted)
 
     @property
     def converged(self) -> bool:
@@ -111,15 +116,42 @@ class EchoCanceller:
         ref = np.zeros(len(mic), np.int16)
         ref[:min(len(mic), len(far))] = far[:len(mic)]
         out = self._aec.process(mic, ref)
+        voice_s = 0.0  # how long the voice sounded in these samples
+        for i in range(0, len(mic) - self._frame + 1, self._frame):
+            if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB:
+                self._removed_db.append(_level_db(mic[i:i + self._frame]) - _level_db(out[i:i + self._frame]))
+                voice_s += self._frame / RATE
         if self._speex is not None:
             words = np.frombuffer(self._speex.process(mic, ref), np.int16)
             self._words = np.concatenate([self._words, words])[-WORDS_KEPT_S * RATE:]
             self._words_end += len(words)
-        for i in range(0, len(mic) - self._frame + 1, self._frame):
-            if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB:
-                self._removed_db.append(_level_db(mic[i:i + self._frame]) - _level_db(out[i:i + self._frame]))
+            self._seen += len(mic)
+            self._taught_s += voice_s
+            self._kept.append((mic, ref, voice_s))
+            self._kept_n += len(mic)
+            while self._kept_n - len(self._kept[0][0]) >= WORDS_KEPT_S * RATE:
+                self._kept_n -= len(self._kept.popleft()[0])
         return out.tobytes()
 
+    def relearn(self) -> None:
+        """Speex taught the room afresh, RELEARN_PASSES times over the microphone and voice kept, where that teaches
+        it more of the voice than it has heard so far, and its output there redone. It learns slowly (about 20 s of the
+        voice to remove 20 dB), so early in a session a person talking over the voice was heard with the voice;
+        passes over the same samples teach it as more of them would, at ~5 ms of CPU per second of audio."""
+        if self._speex is None or not self._kept:
+            return
+        mic, ref = (np.concatenate(x) for x in list(zip(*self._kept, strict=True))[:2])
+        taught_s = RELEARN_PASSES * sum(v for _, _, v in self._kept)
+        if taught_s <= self._taught_s:
+            return
+        start = len(mic) % self._frame  # whole frames ending now: no sample left pending between passes
+        mic, ref = mic[start:], ref[start:]
+        speex = _speex(RATE)
+        for _ in range(RELEARN_PASSES - 1):
+            speex.process(mic, ref)
+        self._speex, self._taught_s = speex, taught_s
+        self._words = np.frombuffer(speex.process(mic, ref), np.int16)
+        self._words_end = self._seen
 
     def for_words(self, utterance: Utterance, until_s: float | None = None) -> Utterance:
         """The utterance with its samples from Speex's output (the same stretch of time, or on to stream time until_s

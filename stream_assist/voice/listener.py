@@ -144,8 +144,10 @@ class Listener:
         as "p"), while Speex's output, where the words come from, still holds the rest (measured in `bench speak`)."""
         if self.canceller is None:
             return utterance
-        until = utterance.end_s + self.segmenter.end_frames * FRAME_MS / 1000 if self._over_voice else None
-        return self.canceller.for_words(utterance, until)
+        if not self._over_voice:
+            return self.canceller.for_words(utterance)
+        self.canceller.relearn()
+        return self.canceller.for_words(utterance, utterance.end_s + self.segmenter.end_frames * FRAME_MS / 1000)
 
     def _barge_in_ms(self) -> float:
         """How much speech over the assistant's voice stops it: none once the echo canceller has learnt the room
