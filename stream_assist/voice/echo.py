@@ -26,6 +26,10 @@ CONVERGED_DB = 20.0  # removing this much of the echo, the canceller has learnt 
 SPEEX_TAIL_MS = 500  # Speex's filter: the echo's delay (network, playout, the room) plus the room's ringing
 WORDS_KEPT_S = 10  # of Speex's output, for the words of an utterance (longer ones are cut by the VAD anyway)
 RELEARN_PASSES = 4  # Speex taught again over the microphone and voice kept (WORDS_KEPT_S): passes over the same samples
+# removing this much of the echo, Speex gives the recogniser the person rather than the voice: in its first 2 s the
+# voice's own words came through it (1-2 dB removed: "Step 3 of 6" taken for "next"), while a "pause" said over the
+# voice was heard right from 12 dB on (taught afresh, the median over 2 s that include the person's own frames)
+SPEEX_LEARNT_DB = 10.0
 
 
 def _words(text: str) -> set[str]:
@@ -100,15 +104,23 @@ class EchoCanceller:
         self._speex = _speex(rate) if words else None
         self._words = np.zeros(0, np.int16)  # Speex's latest output, ending at sample self._words_end
         self._words_end = 0
-        self._kept: deque[tuple[np.ndarray, np.ndarray, float]] = deque()  # microphone, voice, s it sounded: lately
+        self._kept: deque[tuple[np.ndarray, np.ndarray, list[int]]] = deque()  # microphone, voice, echo frames: lately
         self._kept_n = 0
         self._seen = 0  # microphone samples given
-        self._taught_s = 0.0  # seconds of the voice the Speex canceller has learnt from (passes counted)
+        self._taught_s = 0.0  # seconds of echo the Speex canceller has learnt from (passes counted)
+        self._words_removed_db: deque[float] = deque(maxlen=ERLE_FRAMES)  # as _removed_db, for Speex's output
 
     @property
     def converged(self) -> bool:
         """True once the echo it removes (the median over the voice's last ~2 s) reaches CONVERGED_DB."""
         return len(self._removed_db) >= ERLE_FRAMES // 4 and float(np.median(self._removed_db)) >= CONVERGED_DB
+
+    @property
+    def words_learnt(self) -> bool:
+        """True once Speex, which supplies the words, removes SPEEX_LEARNT_DB of the echo (the median over the last
+        ~2 s of echo AEC3 found), or where there is no Speex: until then it gives the recogniser the voice's words."""
+        return self._speex is None or (len(self._words_removed_db) >= ERLE_FRAMES // 4
+                                       and float(np.median(self._words_removed_db)) >= SPEEX_LEARNT_DB)
 
     def process(self, near: bytes, far: np.ndarray) -> bytes:
         """The microphone's PCM with the echo of `far` (the same number of samples, sent meanwhile) taken out."""
@@ -116,42 +128,52 @@ class EchoCanceller:
         ref = np.zeros(len(mic), np.int16)
         ref[:min(len(mic), len(far))] = far[:len(mic)]
         out = self._aec.process(mic, ref)
-        voice_s = 0.0  # how long the voice sounded in these samples
-        for i in range(0, len(mic) - self._frame + 1, self._frame):
-            if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB:
-                self._removed_db.append(_level_db(mic[i:i + self._frame]) - _level_db(out[i:i + self._frame]))
-                voice_s += self._frame / RATE
+        voice = [i for i in range(0, len(mic) - self._frame + 1, self._frame)
+                 if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB]
+        removed = _removed_db(mic, out, voice, self._frame)
+        self._removed_db.extend(removed)
         if self._speex is not None:
+            # the frames where AEC3 found and removed the echo: someone talking over it is not there (AEC3 keeps them)
+            echo = [i for i, r in zip(voice, removed, strict=True) if r >= CONVERGED_DB]
             words = np.frombuffer(self._speex.process(mic, ref), np.int16)
             self._words = np.concatenate([self._words, words])[-WORDS_KEPT_S * RATE:]
             self._words_end += len(words)
             self._seen += len(mic)
-            self._taught_s += voice_s
-            self._kept.append((mic, ref, voice_s))
+            self._taught_s += len(echo) * self._frame / RATE
+            self._kept.append((mic, ref, echo))
             self._kept_n += len(mic)
             while self._kept_n - len(self._kept[0][0]) >= WORDS_KEPT_S * RATE:
                 self._kept_n -= len(self._kept.popleft()[0])
+            at = self._seen - len(mic) - (self._words_end - len(self._words))  # where mic starts in self._words
+            if at >= 0:
+                self._words_removed_db.extend(_removed_db(mic, self._words[at:], echo, self._frame))
         return out.tobytes()
 
     def relearn(self) -> None:
         """Speex taught the room afresh, RELEARN_PASSES times over the microphone and voice kept, where that teaches
-        it more of the voice than it has heard so far, and its output there redone. It learns slowly (about 20 s of the
+        it more of the echo than it has heard so far, and its output there redone. It learns slowly (about 20 s of the
         voice to remove 20 dB), so early in a session a person talking over the voice was heard with the voice;
         passes over the same samples teach it as more of them would, at ~5 ms of CPU per second of audio."""
         if self._speex is None or not self._kept:
             return
-        mic, ref = (np.concatenate(x) for x in list(zip(*self._kept, strict=True))[:2])
-        taught_s = RELEARN_PASSES * sum(v for _, _, v in self._kept)
+        taught_s = RELEARN_PASSES * sum(len(e) for _, _, e in self._kept) * self._frame / RATE
         if taught_s <= self._taught_s:
             return
+        mic, ref = (np.concatenate([k[j] for k in self._kept]) for j in (0, 1))
         start = len(mic) % self._frame  # whole frames ending now: no sample left pending between passes
         mic, ref = mic[start:], ref[start:]
+        echo, at = [], -start
+        for chunk, _, frames in self._kept:
+            echo += [at + i for i in frames if at + i >= 0]
+            at += len(chunk)
         speex = _speex(RATE)
         for _ in range(RELEARN_PASSES - 1):
             speex.process(mic, ref)
         self._speex, self._taught_s = speex, taught_s
         self._words = np.frombuffer(speex.process(mic, ref), np.int16)
         self._words_end = self._seen
+        self._words_removed_db.clear()
+        self._words_removed_db.extend(_removed_db(mic, self._words, echo, self._frame))
 
     def for_words(self, utterance: Utterance, until_s: float | None = None) -> Utterance:
         """The utterance with its samples from Speex's output (the same stretch of time, or on to stream time until_s
@@ -169,6 +191,11 @@ class EchoCanceller:
         got = self._words[at:at + n]
         pcm[:len(got)] = got
         return dataclasses.replace(utterance, pcm=pcm.tobytes())
+
+
+def _removed_db(before: np.ndarray, after: np.ndarray, frames: list[int], frame: int) -> list[float]:
+    """Level before minus level after, per frame starting at each of `frames`, for the frames both reach."""
+    return [_level_db(before[i:i + frame]) - _level_db(after[i:i + frame]) for i in frames if i + frame <= len(after)]
 
 
 def _level_db(samples: np.ndarray) -> float:
