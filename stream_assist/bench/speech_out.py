@@ -86,6 +86,12 @@ def _room_noise(n: int, rng: np.random.Generator, level: float = 30.0) -> np.nda
     return rng.normal(0, level, n)
 
 
+def loudspeaker(far: np.ndarray, room: Room, rate: int = REFERENCE_RATE) -> np.ndarray:
+    """What the microphone hears of the voice's samples `far` played by the loudspeaker in `room` (as many samples)."""
+    echo = np.convolve(far.astype(np.float64), room.impulse(rate))[:len(far)]
+    return np.concatenate([np.zeros(int(room.delay_s * rate)), echo])[:len(far)]
+
+
 async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Config, directory: Path,
                seed: int = 1, canceller: bool = True, attenuation_db: float = 0.0,
                make_canceller: type = EchoCanceller) -> dict:
@@ -119,9 +125,7 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
         person.append((start, start + len(clip)))
     # the loudspeaker: a room per utterance's worth of time would change the echo path; one per run, as a stand
     delay, attenuation = rng.uniform(0.05, 0.25), attenuation_db
-    ir = Room(delay_s=delay, attenuation_db=attenuation, seed=seed).impulse(rate)
-    echo = np.convolve(far.astype(np.float64), ir)[:total]
-    echo = np.concatenate([np.zeros(int(delay * rate)), echo])[:total]
+    echo = loudspeaker(far, Room(delay_s=delay, attenuation_db=attenuation, seed=seed))
     mic = np.clip(echo + near + _room_noise(total, rng), -32768, 32767).astype(np.int16)
 
     heard, cpu = await listen(mic, far, spans, config, make_canceller if canceller else None)
