@@ -30,6 +30,15 @@ RELEARN_PASSES = 4  # Speex taught again over the microphone and voice kept (WOR
 # voice's own words came through it (1-2 dB removed: "Step 3 of 6" taken for "next"), while a "pause" said over the
 # voice was heard right from 12 dB on (taught afresh, the median over 2 s that include the person's own frames)
 SPEEX_LEARNT_DB = 10.0
+# Speex's output this far above what it leaves of the echo where AEC3 removed 20 dB, for this many 20 ms frames
+# running, is a person talking over the voice (measured on 270 "pause"s in 42 min of the voice at 0 dB: 5 more heard
+# as speech, no more utterances from the echo; 6 frames running made 28 more of those)
+PERSON_DB = 15.0
+# until Speex has learnt the room, speech over the voice counts when Speex's output over it stands this far above what
+# it leaves of the echo: the voice's own words leaking through in its first seconds stood -30 to -0.3 dB above it,
+# a "pause" said over it -2.4 to 46 dB (12 dB quieter echo: 24 dB and up)
+ABOVE_ECHO_DB = 6.0
+PERSON_FRAMES = 10
 
 
 def _words(text: str) -> set[str]:
@@ -109,18 +118,35 @@ class EchoCanceller:
         self._seen = 0  # microphone samples given
         self._taught_s = 0.0  # seconds of echo the Speex canceller has learnt from (passes counted)
         self._words_removed_db: deque[float] = deque(maxlen=ERLE_FRAMES)  # as _removed_db, for Speex's output
+        self._far_db: deque[float] = deque(maxlen=SPEEX_TAIL_MS // 20)  # the voice's level, 20 ms frames, as it echoes
+        self._residual_db: deque[float] = deque(maxlen=ERLE_FRAMES)  # what Speex leaves of the echo AEC3 removed
+        self._person_frames = 0  # 20 ms frames running in which Speex shows a person AEC3 took out
 
     @property
     def converged(self) -> bool:
         """True once the echo it removes (the median over the voice's last ~2 s) reaches CONVERGED_DB."""
         return len(self._removed_db) >= ERLE_FRAMES // 4 and float(np.median(self._removed_db)) >= CONVERGED_DB
 
-    @property
-    def words_learnt(self) -> bool:
-        """True once Speex, which supplies the words, removes SPEEX_LEARNT_DB of the echo (the median over the last
-        ~2 s of echo AEC3 found), or where there is no Speex: until then it gives the recogniser the voice's words."""
-        return self._speex is None or (len(self._words_removed_db) >= ERLE_FRAMES // 4
-                                       and float(np.median(self._words_removed_db)) >= SPEEX_LEARNT_DB)
+    def words_heard(self, utterance: Utterance) -> bool:
+        """Whether Speex's output over speech heard over the voice is the person rather than the voice: it has learnt
+        the room (removes SPEEX_LEARNT_DB of the echo, the median over the last ~2 s of echo AEC3 found), or the speech
+        stands ABOVE_ECHO_DB above what it leaves of the echo (a quiet echo, or one Opus keeps it from learning)."""
+        if self._speex is None:
+            return True
+        if len(self._words_removed_db) >= ERLE_FRAMES // 4 and np.median(self._words_removed_db) >= SPEEX_LEARNT_DB:
+            return True
+        above = self._above_echo_db(utterance)
+        return above is not None and above >= ABOVE_ECHO_DB
+
+    def _above_echo_db(self, utterance: Utterance) -> float | None:
+        """How far the loud part (90th percentile of 20 ms frames) of Speex's output over the utterance's speech stands
+        above that of what it leaves of the echo lately; None before it has left any."""
+        start = self._words_end - len(self._words)
+        first, last = round(utterance.start_s * RATE) - start, round(utterance.end_s * RATE) - start
+        levels = _levels_db(self._words, list(range(max(0, first), last - self._frame + 1, self._frame)), self._frame)
+        if len(self._residual_db) < ERLE_FRAMES // 4 or not levels:
+            return None
+        return float(np.percentile(levels, 90) - np.percentile(self._residual_db, 90))
 
     def process(self, near: bytes, far: np.ndarray) -> bytes:
         """The microphone's PCM with the echo of `far` (the same number of samples, sent meanwhile) taken out."""
@@ -147,7 +173,27 @@ class EchoCanceller:
             at = self._seen - len(mic) - (self._words_end - len(self._words))  # where mic starts in self._words
             if at >= 0:
                 self._words_removed_db.extend(_removed_db(mic, self._words[at:], echo, self._frame))
+                out = self._person(mic, ref, out, self._words[at:])
         return out.tobytes()
+
+    def _person(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """AEC3's output with Speex's frames (`words`, from the same sample) where Speex has shown someone talking over
+        the voice for PERSON_FRAMES running that AEC3's suppressor took out: with the echo louder than the person it
+        can take out a whole word, which the VAD then never hears."""
+        out = np.array(out)
+        for i in range(0, min(len(mic), len(words)) - self._frame + 1, self._frame):
+            frame = slice(i, i + self._frame)
+            self._far_db.append(_level_db(ref[frame]))
+            words_db = _level_db(words[frame])
+            echo = max(self._far_db) > FAR_ACTIVE_DB and _level_db(mic[frame]) - _level_db(out[frame]) >= CONVERGED_DB
+            person = (echo and len(self._residual_db) >= ERLE_FRAMES // 4
+                      and words_db >= float(np.median(self._residual_db)) + PERSON_DB)
+            if echo and not person:
+                self._residual_db.append(words_db)
+            self._person_frames = self._person_frames + 1 if person else 0
+            if self._person_frames >= PERSON_FRAMES:
+                out[frame] = words[frame]
+        return out
 
     def relearn(self) -> None:
         """Speex taught the room afresh, RELEARN_PASSES times over the microphone and voice kept, where that teaches
@@ -193,9 +239,14 @@ class EchoCanceller:
         return dataclasses.replace(utterance, pcm=pcm.tobytes())
 
 
+def _levels_db(samples: np.ndarray, frames: list[int], frame: int) -> list[float]:
+    """The level of each frame starting at one of `frames` (in order), as far as the samples reach."""
+    return [_level_db(samples[i:i + frame]) for i in frames if i + frame <= len(samples)]
+
+
 def _removed_db(before: np.ndarray, after: np.ndarray, frames: list[int], frame: int) -> list[float]:
     """Level before minus level after, per frame starting at each of `frames`, for the frames both reach."""
-    return [_level_db(before[i:i + frame]) - _level_db(after[i:i + frame]) for i in frames if i + frame <= len(after)]
+    return [b - a for b, a in zip(_levels_db(before, frames, frame), _levels_db(after, frames, frame), strict=False)]
 
 
 def _level_db(samples: np.ndarray) -> float:

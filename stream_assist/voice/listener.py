@@ -147,8 +147,8 @@ class Listener:
         if not self._over_voice:
             return self.canceller.for_words(utterance)
         self.canceller.relearn()
-        # until Speex has learnt the room, the words it gives over the voice are the voice's own
-        self._over_unlearnt = self._over_unlearnt or not self.canceller.words_learnt
+        # until Speex has learnt the room, the words it gives over the voice may be the voice's own
+        self._over_unlearnt = self._over_unlearnt or not self.canceller.words_heard(utterance)
         return self.canceller.for_words(utterance, utterance.end_s + self.segmenter.end_frames * FRAME_MS / 1000)
 
     def _barge_in_ms(self) -> float:
