@@ -35,8 +35,9 @@ SPEEX_LEARNT_DB = 10.0
 # as speech, no more utterances from the echo; 6 frames running made 28 more of those)
 PERSON_DB = 15.0
 # until Speex has learnt the room, speech over the voice counts when Speex's output over it stands this far above what
-# it leaves of the echo: the voice's own words leaking through in its first seconds stood -30 to -0.3 dB above it,
-# a "pause" said over it -2.4 to 46 dB (12 dB quieter echo: 24 dB and up)
+# it leaves of the echo (after, when it is not below it): the voice's own words leaking through AEC3 stood -30 to -0.3
+# dB above it (-19.5 dB for a "Step 3 of 6" taken for "next" once Speex had learnt), a "pause" said over it -2.4 to
+# 46 dB (12 dB quieter echo: 24 dB and up)
 ABOVE_ECHO_DB = 6.0
 PERSON_FRAMES = 10
 
@@ -128,15 +129,15 @@ class EchoCanceller:
         return len(self._removed_db) >= ERLE_FRAMES // 4 and float(np.median(self._removed_db)) >= CONVERGED_DB
 
     def words_heard(self, utterance: Utterance) -> bool:
-        """Whether Speex's output over speech heard over the voice is the person rather than the voice: it has learnt
-        the room (removes SPEEX_LEARNT_DB of the echo, the median over the last ~2 s of echo AEC3 found), or the speech
-        stands ABOVE_ECHO_DB above what it leaves of the echo (a quiet echo, or one Opus keeps it from learning)."""
+        """Whether Speex's output over speech heard over the voice is the person rather than what it leaves of the
+        voice: the speech's loud part is as loud as the echo's loud part Speex leaves once it has learnt the room
+        (removes SPEEX_LEARNT_DB, the median over the last ~2 s of echo AEC3 found), ABOVE_ECHO_DB louder before."""
         if self._speex is None:
             return True
-        if len(self._words_removed_db) >= ERLE_FRAMES // 4 and np.median(self._words_removed_db) >= SPEEX_LEARNT_DB:
-            return True
         above = self._above_echo_db(utterance)
-        return above is not None and above >= ABOVE_ECHO_DB
+        learnt = (len(self._words_removed_db) >= ERLE_FRAMES // 4
+                  and np.median(self._words_removed_db) >= SPEEX_LEARNT_DB)
+        return above is not None and above >= (0.0 if learnt else ABOVE_ECHO_DB)
 
     def _above_echo_db(self, utterance: Utterance) -> float | None:
         """How far the loud part (90th percentile of 20 ms frames) of Speex's output over the utterance's speech stands
