@@ -41,7 +41,8 @@ from stream_assist.voice.faster_whisper_source import (
     packaged_folder,
     resolve_faster_whisper,
 )
-from stream_assist.voice.listener import Listener
+from stream_assist.voice.foreground import foreground
+from stream_assist.voice.listener import Listener, heard_in
 from stream_assist.voice.recognisers import checked_asr, shared_recogniser
 from stream_assist.voice.vad import RATE, Segmenter, Utterance
 
@@ -77,15 +78,16 @@ def say(clips: Path, text: str, voice: str = NEURAL, speed: int = 160) -> np.nda
     return padded(pcm(path if path.exists() else speak_to_wav(text, path, voice, speed)))
 
 
-def accepted(asr: str, samples: np.ndarray, confirming: bool = False) -> list[str]:
+def accepted(asr: str, samples: np.ndarray, confirming: bool = False, hear=heard_in) -> list[str]:  # noqa: ANN001
     """The commands the listener's rules accept from a clip, segmented by the VAD as the listener does."""
     config = Config().voice
     config.asr = asr
     rules = listener_settings(config).rules
     recogniser = shared_recogniser(asr)
     events = Segmenter().feed(np.concatenate([samples, np.zeros(RATE // 2, np.int16)]).tobytes())
-    return [h.command for u in events if isinstance(u, Utterance)
-            for h in [interpret(recogniser.commands(u.pcm, confirming), u.speech_s, confirming, rules)] if h.accepted]
+    return [h.command for u in events if isinstance(u, Utterance) and not u.cut
+            for h in [hear(u, lambda pcm: recogniser.commands(pcm, confirming), confirming, rules)[2]]
+            if h.accepted]
 
 
 def test_commands_are_scored_right_and_sentences_are_not_commands(clips: Path, asr: str) -> None:
@@ -109,6 +111,40 @@ def test_a_command_word_that_starts_a_sentence_is_not_a_command(clips: Path, asr
     recogniser = shared_recogniser(asr)
     said = [w.text for w in recogniser.commands(say(clips, "next to the red one", NEURAL, 160).tobytes(), False)]
     assert said != ["next"] and "red" in said  # its transcript instead, which the rules then reject
+
+
+def test_a_command_over_a_quieter_talker_is_heard_from_its_loud_stretch(clips: Path, asr: str) -> None:
+    """The VAD wraps a command said over another person (20 dB quieter) in their talk, and whisper transcribes both
+    ("the flower can resume"); heard from the one loud stretch, the command is scored on its own."""
+    def whole(u, recognise, confirming, rules):  # noqa: ANN001, ANN202 - the utterance as the VAD cut it, only
+        return u, [], interpret(recognise(u.pcm), u.speech_s, confirming, rules)
+
+    said = [(p, in_room(say(clips, p, NEURAL, speed), "voice", 20.0, clips, seed=i))
+            for i, (p, speed) in enumerate((p, s) for s in (200, 160) for p in COMMANDS)]
+    right = {name: sum(accepted(asr, samples, hear=hear) == [PHRASES[p]] for p, samples in said)
+             for name, hear in (("whole", whole), ("loud stretch", heard_in))}
+    # measured on these 20: 9 heard whole, 14 with the loud stretch (bench voice, all voices: 43 % → 78 %)
+    assert right["loud stretch"] >= right["whole"] + 3, right
+    assert all(accepted(asr, in_room(say(clips, s, NEURAL, 160), "voice", 20.0, clips, seed=7)) == []
+               for s in SENTENCES)
+
+
+def test_the_loud_stretch_is_the_words_said_near_the_microphone() -> None:
+    rng = np.random.default_rng(0)
+    background = rng.normal(0, 300, 2 * RATE)  # another talker or a radio, 20 dB below the person
+    word = np.zeros(2 * RATE)
+    word[int(0.9 * RATE):int(1.3 * RATE)] = rng.normal(0, 3000, int(0.4 * RATE))
+    said = Utterance(np.clip(background + word, -32768, 32767).astype(np.int16).tobytes(), 10.3, 11.9, 0.3)
+    loud = foreground(said)
+    assert loud is not None and abs(loud.start_s - 10.9) < 0.06 and abs(loud.end_s - 11.3) < 0.06
+    assert abs(len(loud.pcm) / 2 / RATE - (loud.speech_s + 2 * 0.1)) < 0.01  # the stretch and its margins
+    sentence = word.copy()  # two loud words 0.5 s apart: a sentence said loud throughout, not cut
+    sentence[int(0.2 * RATE):int(0.4 * RATE)] = rng.normal(0, 3000, int(0.2 * RATE))
+    assert foreground(Utterance(np.clip(background + sentence, -32768, 32767).astype(np.int16).tobytes(),
+                                10.3, 11.9, 0.3)) is None
+    alone = Utterance(np.clip(word[int(0.8 * RATE):int(1.4 * RATE)], -32768, 32767).astype(np.int16).tobytes(),
+                      10.1, 10.6, 0.1)
+    assert foreground(alone) is None  # nothing around the word to cut away
 
 
 def test_yes_and_no_only_while_a_task_waits(clips: Path, asr: str) -> None:

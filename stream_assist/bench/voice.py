@@ -23,9 +23,9 @@ from ..config import Config, VoiceConfig
 from ..inference.model_source import ModelFiles
 from ..server.voice_link import known_tasks, listener_settings
 from ..voice.audio_in import to_pcm16k
-from ..voice.commands import PHRASES, Rules, interpret
+from ..voice.commands import PHRASES, Rules
 from ..voice.faster_whisper_source import describe
-from ..voice.listener import Listener
+from ..voice.listener import Listener, heard_in
 from ..voice.recognisers import Recogniser, shared_recogniser
 from ..voice.transcript import normalise
 from ..voice.vad import RATE, Segmenter, Utterance
@@ -78,7 +78,7 @@ def _heard(recogniser: Recogniser, samples: np.ndarray, settings: VoiceConfig, r
     for u in segmenter.feed(np.concatenate([samples, np.zeros(RATE // 2, np.int16)]).tobytes()):
         if isinstance(u, Utterance):
             start = time.process_time()
-            heard = interpret(recogniser.commands(u.pcm, False), u.speech_s, False, rules)
+            heard = heard_in(u, lambda pcm: recogniser.commands(pcm, False), False, rules)[2]
             cpu.append(time.process_time() - start)
             if heard.accepted:
                 accepted.append(heard.command)

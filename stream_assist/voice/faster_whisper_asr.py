@@ -70,8 +70,12 @@ class FasterWhisper:
     def __init__(self, folder: Path) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
+        from threadpoolctl import ThreadpoolController
 
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        # the mel's matrix product on numpy's BLAS wakes its threads, which then spin for a while: on 2 cores
+        # that doubled a command's CPU (85 → 40 ms) and took a core from the vision model
+        self._blas = ThreadpoolController()
         self._lock = threading.Lock()
         model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=THREADS,
                              local_files_only=True)
@@ -97,7 +101,8 @@ class FasterWhisper:
             import ctranslate2
 
             audio = np.pad(encoded.audio, (0, max(0, window * HOP - len(encoded.audio))))[:window * HOP]
-            mel = self._features(audio, padding=0)[:, :window]
+            with self._blas.limit(limits=1, user_api="blas"):
+                mel = self._features(audio, padding=0)[:, :window]
             encoded.features[window] = self._model.encode(
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=True)
         return encoded.features[window]

@@ -19,6 +19,7 @@ import numpy as np
 from ..threads import one_thread
 from .commands import TASK_PREFIX, Heard, Rules, Word, interpret
 from .echo import EchoCanceller, EchoGuard
+from .foreground import foreground
 from .recognisers import Recogniser
 from .vad import FRAME_MS, RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
 
@@ -41,6 +42,21 @@ class ListenerSettings:
     echo_window_s: float = 3.0
     rules: Rules = Rules()
     echo_tail_s: float = 0.3  # after the assistant stops, its voice may still be heard this long
+
+
+def heard_in(utterance: Utterance, recognise: Callable[[bytes], list[Word]], confirming: bool,
+             rules: Rules) -> tuple[Utterance, list[Word], Heard]:
+    """What an utterance says: taken whole, or else its loud stretch alone (a command said over a quieter
+    talker or noise, which the VAD wraps in), with the utterance that was heard."""
+    words = recognise(utterance.pcm)
+    heard = interpret(words, utterance.speech_s, confirming, rules)
+    loud = None if heard.accepted else foreground(utterance)
+    if loud is not None:
+        loud_words = recognise(loud.pcm)
+        loud_heard = interpret(loud_words, loud.speech_s, confirming, rules)
+        if loud_heard.accepted:
+            return loud, loud_words, loud_heard
+    return utterance, words, heard
 
 
 class Listener:
@@ -195,8 +211,8 @@ class Listener:
         if not announced:
             return Heard("", None, False, "too short to be more than the assistant's own voice"), None
         confirming = self.proposal is not None
-        words = self._words(utterance.pcm, confirming)
-        heard = interpret(words, utterance.speech_s, confirming, self.settings.rules)
+        utterance, words, heard = heard_in(utterance, lambda pcm: self._words(pcm, confirming), confirming,
+                                           self.settings.rules)
         if heard.accepted and self.echo.is_echo(heard.text):
             return Heard(heard.text, None, False, "the assistant's own voice"), None
         if heard.accepted and self._over_unlearnt:
