@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .commands import CONFIRM, PHRASES, TASK_PREFIX, Word
-from .transcript import task_text, transcript_words
+from .transcript import normalise, task_text, transcript_words
 
 RATE = 16000
 HOP = 160  # samples per mel frame
@@ -37,6 +38,8 @@ MIN_MARGIN = 1.0
 # included); on `bench voice`'s set this took sentences taken for a command from 37 to 17 utterances, none of the
 # 287 commands heard right lost (-5.0 lost 6 "what now"s in noise)
 MIN_ENDING = -5.5
+TASK_START = " My task is"  # forced at the start of a task's second transcription
+PROMPT_TOKENS = 223  # whisper's longest text before the transcript (half its 448-token context, less one)
 SHORTLIST = 3  # phrases scored in full, after one decoding step ranks their first tokens (~5 ms)
 LONGEST_COMMAND_S = 2.2  # of speech as the VAD spans it: noise keeps it on past the word; the scores judge the rest
 THREADS = 1  # one core on the voice thread: the other stays with the vision model
@@ -67,7 +70,7 @@ class Encoded:
 class FasterWhisper:
     """One CTranslate2 whisper model shared by every session; calls are serialised (the voice thread is one)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tasks: Sequence[str] = ()) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
         from threadpoolctl import ThreadpoolController
@@ -83,6 +86,11 @@ class FasterWhisper:
         self._tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                                     language="en")
         self._start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # a task is transcribed again after "My task is" (whisper's own ear wrote "My task has changed the …"), with
+        # the known cards said the same way as the text before it: their words, and the imperative, come out right
+        known = "".join(f" My task is {t}." for t in tasks)
+        previous = [self._tokenizer.sot_prev, *self._tokenizer.encode(known)[-PROMPT_TOKENS:]] if tasks else []
+        self._task_start = [*previous, *self._start, *self._tokenizer.encode(TASK_START)]
         # "my task is" is found in the transcript of what is not a command, so it is not scored
         self._phrases = {p: self._tokenizer.encode(spelled(p)) for p in [*PHRASES, *CONFIRM] if p != TASK_PREFIX}
         self._last: Encoded | None = None  # the utterance just heard: its early and final passes share it
@@ -131,14 +139,21 @@ class FasterWhisper:
 
     def _transcript(self, encoded: Encoded) -> str:
         """Free transcription, greedy, on a window with TAIL_FRAMES of silence after the speech (with less, whisper
-        repeats itself into the silence: "My task is true the wheel. My task has"), no 3-gram repeated."""
+        repeats itself into the silence: "My task is true the wheel. My task has"), no 3-gram repeated; what starts
+        "my task" is transcribed again after "My task is" and the known tasks."""
         if encoded.transcript is None:
-            window = min(MAX_FRAMES, -(-(encoded.frames + TAIL_FRAMES) // 100) * 100)
-            longest = int(8 + 6 * encoded.frames * HOP / RATE)  # tokens: more than anyone says in that time
-            result = self._model.generate(self._encoded(encoded, window), [self._start], beam_size=1,
-                                          no_repeat_ngram_size=3, max_length=longest)[0]
-            encoded.transcript = self._tokenizer.decode(result.sequences_ids[0]).strip()
+            encoded.transcript = self._decoded(encoded, self._start)
+            if normalise(encoded.transcript).startswith(TASK_PREFIX.rsplit(" ", 1)[0]):
+                encoded.transcript = self._decoded(encoded, self._task_start)
         return encoded.transcript
+
+    def _decoded(self, encoded: Encoded, start: list[int]) -> str:
+        """Greedy decoding after the start tokens (a forced prefix comes back in the text)."""
+        window = min(MAX_FRAMES, -(-(encoded.frames + TAIL_FRAMES) // 100) * 100)
+        longest = int(8 + 6 * encoded.frames * HOP / RATE)  # tokens: more than anyone says in that time
+        result = self._model.generate(self._encoded(encoded, window), [start], beam_size=1, no_repeat_ngram_size=3,
+                                      max_length=len(start) - len(self._start) + longest)[0]  # the text before counts
+        return self._tokenizer.decode(result.sequences_ids[0]).strip()
 
     def commands(self, pcm: bytes, confirming: bool) -> list[Word]:
         """The phrase said, spanning the utterance; or, for anything else, its transcript (which the rules reject,

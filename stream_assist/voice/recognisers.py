@@ -136,17 +136,18 @@ KINDS = ("pocketsphinx", "whisper:", "faster-whisper:", "auto")
 
 def shared_recogniser(name: str = "pocketsphinx", tasks: tuple[str, ...] = ()) -> Recogniser:
     """The process's one recogniser of that kind and known tasks (start-up 0.2-1 s, so made once, on first use).
-    whisper hears any task as it is said, so only pocketsphinx takes the titles; `auto` is what it picks here."""
+    pocketsphinx's grammar and faster-whisper's prompt take the titles (whisper.cpp hears any task as it is said);
+    `auto` is what it picks here."""
     from .faster_whisper_source import chosen_asr
 
     name = chosen_asr(name)
     if not name.startswith(KINDS):
         raise ValueError(f"unknown recogniser {name!r} (known: auto, pocketsphinx, faster-whisper:<model>, "
                          "whisper:<model>)")
-    key = (name, tasks if name == "pocketsphinx" else ())
+    key = (name, () if name.startswith("whisper:") else tasks)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = PocketSphinx(tasks=tasks) if name == "pocketsphinx" else _whisper(name)
+            _shared[key] = PocketSphinx(tasks=tasks) if name == "pocketsphinx" else _whisper(name, tasks)
         return _shared[key]
 
 
@@ -159,13 +160,13 @@ def checked_asr(asr: str) -> str:
     return local_asr(local_faster_whisper(chosen_asr(asr)))
 
 
-def _whisper(asr: str) -> Recogniser:
+def _whisper(asr: str, tasks: tuple[str, ...]) -> Recogniser:
     """The optional extras are imported only when asked for: faster-whisper ([speech]) or pywhispercpp ([whisper])."""
     if asr.startswith("faster-whisper:"):
         from .faster_whisper_asr import FasterWhisper
         from .faster_whisper_source import resolve_faster_whisper
 
-        return FasterWhisper(resolve_faster_whisper(asr))
+        return FasterWhisper(resolve_faster_whisper(asr), tasks)
     from .whisper import load_whisper
 
     return load_whisper(asr)

@@ -12,6 +12,7 @@ from .commands import Word
 
 ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")  # [BLANK_AUDIO], (music), *laughs*: not speech
 NOT_WORD = re.compile(r"[^a-z0-9']+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 TASK_LEAD = re.compile(r"^\W*my\W+task\W+is\b\W*(?:to\b\W*)?", re.IGNORECASE)  # whisper adds "to" ("is to fix")
 
 
@@ -33,5 +34,7 @@ def transcript_words(segments: list[tuple[float, float, str]]) -> list[Word]:
 
 
 def task_text(transcript: str) -> str:
-    """The task as said after 'my task is', with the recogniser's own casing and punctuation kept."""
-    return " ".join(TASK_LEAD.sub("", ANNOTATION.sub(" ", transcript)).split())
+    """The task as said after 'my task is', with the recogniser's own casing and punctuation kept: its first
+    sentence (whisper may go on into the silence after it: "Fix a bicycle inner tube puncture. My task it fix …")."""
+    first = SENTENCE_END.split(ANNOTATION.sub(" ", transcript).strip(), maxsplit=1)[0]
+    return " ".join(TASK_LEAD.sub("", first).split())
