@@ -155,45 +155,46 @@ class EchoCanceller:
         ref = np.zeros(len(mic), np.int16)
         ref[:min(len(mic), len(far))] = far[:len(mic)]
         out = self._aec.process(mic, ref)
-        voice = [i for i in range(0, len(mic) - self._frame + 1, self._frame)
-                 if _level_db(ref[i:i + self._frame]) > FAR_ACTIVE_DB]
-        removed = _removed_db(mic, out, voice, self._frame)
-        self._removed_db.extend(removed)
+        ref_db, mic_db, out_db = (_frame_levels(x, self._frame) for x in (ref, mic, out))  # per 20 ms frame
+        voice = ref_db > FAR_ACTIVE_DB
+        self._removed_db.extend(mic_db[voice] - out_db[voice])
         if self._speex is not None:
             # the frames where AEC3 found and removed the echo: someone talking over it is not there (AEC3 keeps them)
-            echo = [i for i, r in zip(voice, removed, strict=True) if r >= CONVERGED_DB]
+            echo = voice & (mic_db - out_db >= CONVERGED_DB)
             words = np.frombuffer(self._speex.process(mic, ref), np.int16)
             self._words = np.concatenate([self._words, words])[-WORDS_KEPT_S * RATE:]
             self._words_end += len(words)
             self._seen += len(mic)
-            self._taught_s += len(echo) * self._frame / RATE
-            self._kept.append((mic, ref, echo))
+            self._taught_s += int(echo.sum()) * self._frame / RATE
+            self._kept.append((mic, ref, [int(i) * self._frame for i in np.flatnonzero(echo)]))
             self._kept_n += len(mic)
             while self._kept_n - len(self._kept[0][0]) >= WORDS_KEPT_S * RATE:
                 self._kept_n -= len(self._kept.popleft()[0])
             at = self._seen - len(mic) - (self._words_end - len(self._words))  # where mic starts in self._words
             if at >= 0:
-                self._words_removed_db.extend(_removed_db(mic, self._words[at:], echo, self._frame))
-                out = self._person(mic, ref, out, self._words[at:])
+                words = self._words[at:at + len(mic)]
+                words_db = _frame_levels(words, self._frame)
+                n = len(words_db)
+                self._words_removed_db.extend(mic_db[:n][echo[:n]] - words_db[echo[:n]])
+                out = self._person(ref_db[:n], mic_db[:n] - out_db[:n], words_db, out, words)
         return out.tobytes()
 
-    def _person(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """AEC3's output with Speex's frames (`words`, from the same sample) where Speex has shown someone talking over
-        the voice for PERSON_FRAMES running that AEC3's suppressor took out: with the echo louder than the person it
-        can take out a whole word, which the VAD then never hears."""
+    def _person(self, far_db: np.ndarray, removed_db: np.ndarray, words_db: np.ndarray, out: np.ndarray,
+                words: np.ndarray) -> np.ndarray:
+        """AEC3's output with Speex's frames (`words`, from the same sample; levels per 20 ms frame given) where Speex
+        has shown someone talking over the voice for PERSON_FRAMES running that AEC3's suppressor took out: with the
+        echo louder than the person it can take out a whole word, which the VAD then never hears."""
         out = np.array(out)
-        for i in range(0, min(len(mic), len(words)) - self._frame + 1, self._frame):
-            frame = slice(i, i + self._frame)
-            self._far_db.append(_level_db(ref[frame]))
-            words_db = _level_db(words[frame])
-            echo = max(self._far_db) > FAR_ACTIVE_DB and _level_db(mic[frame]) - _level_db(out[frame]) >= CONVERGED_DB
+        for i, (far, removed, level) in enumerate(zip(far_db, removed_db, words_db, strict=True)):
+            self._far_db.append(float(far))
+            echo = max(self._far_db) > FAR_ACTIVE_DB and removed >= CONVERGED_DB
             person = (echo and len(self._residual_db) >= ERLE_FRAMES // 4
-                      and words_db >= float(np.median(self._residual_db)) + PERSON_DB)
+                      and level >= float(np.median(self._residual_db)) + PERSON_DB)
             if echo and not person:
-                self._residual_db.append(words_db)
+                self._residual_db.append(float(level))
             self._person_frames = self._person_frames + 1 if person else 0
             if self._person_frames >= PERSON_FRAMES:
-                out[frame] = words[frame]
+                out[i * self._frame:(i + 1) * self._frame] = words[i * self._frame:(i + 1) * self._frame]
         return out
 
     def relearn(self) -> None:
@@ -238,6 +239,13 @@ class EchoCanceller:
         got = self._words[at:at + n]
         pcm[:len(got)] = got
         return dataclasses.replace(utterance, pcm=pcm.tobytes())
+
+
+def _frame_levels(samples: np.ndarray, frame: int) -> np.ndarray:
+    """_level_db of each whole frame of the samples."""
+    n = len(samples) // frame
+    power = np.mean(samples[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1)
+    return 10 * np.log10(power + 1.0)
 
 
 def _levels_db(samples: np.ndarray, frames: list[int], frame: int) -> list[float]:
