@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from stream_assist.bench.speech_out import room
+from stream_assist.bench.speech import pcm, speak_to_wav
+from stream_assist.bench.speech_out import GUIDANCE, listen, loudspeaker, room
 from stream_assist.bench.synthetic_client import Room, connect
 from stream_assist.cli import main as cli_main
 from stream_assist.speech_out.reference import EchoReference
@@ -25,7 +26,7 @@ from stream_assist.speech_out.voices import VoiceError, choose, voice_files
 
 from .conftest import running_server, small_config
 from .test_browser import chromium_path, open_page  # noqa: F401 - the fixture is used by name
-from .voice_clips import clip, to_48k
+from .voice_clips import clip, need_espeak, to_48k
 
 STEPS = ["Take the wheel off the bike.", "Find the hole in the inner tube and mark it with chalk, then dry it well."]
 
@@ -190,7 +191,7 @@ async def test_nothing_sayable_is_skipped_and_a_failed_synthesis_ends_only_its_u
 async def test_pause_said_over_the_assistant_through_a_loudspeaker_silences_it(speaking_server, tmp_path) -> None:  # noqa: ANN001
     """Its own voice comes back through the room (150 ms, 12 dB quieter, reverberated) for several utterances and is
     never taken for a command; a second voice saying "pause" over it stops the track and pauses the session. (At
-    0 dB the room test below and `bench speak` measure both; there "pause" is heard only part of the time.)"""
+    0 dB the room tests below and `bench speak` measure both.)"""
     base, state = speaking_server
     client = await connect(base, microphone=True, hear=True, room=Room(delay_s=0.15, attenuation_db=12.0))
     try:
@@ -255,9 +256,38 @@ async def test_two_minutes_through_a_loudspeaker_give_no_command_and_pause_over_
     result = await room(voice, 2.0, 8, small_config(), tmp_path, seed=3)
     assert result["voice_utterances"] >= 20
     assert result["commands_from_echo"] == 0, result["echo_commands"]
-    # at 0 dB a "pause" over the voice is heard only part of the time (bench speak: ~60 %; the recogniser adapts, so
-    # the count varies from run to run): one heard shows the person still gets through the canceller
+    # pocketsphinx here, and Piper's voice varies from run to run, so the count does too (bench speak measures the
+    # rate with whisper tiny.en): one heard shows the person still gets through the canceller
     assert result["pause_over_voice"]["heard"] >= 1, result["heard_over_voice"]
+
+
+async def test_pause_over_the_voices_first_seconds_is_heard_and_its_own_words_never_are(tmp_path: Path) -> None:
+    """A fixed room at 0 dB: the neural voice (seeded) says three steps through a loudspeaker, a second voice says
+    "pause" over them 3.5, 7, 10.5 and 13.5 s in. Speex, which supplies the words, learns the room over ~20 s of the
+    voice: taught afresh over what it heard it hears the "pause"s from 7 s in (the one at 3.5 s is a toss-up), and its
+    own "Step 3 of 6" leaking through AEC3 in the first 2 s is not taken for "next" (main before issue 18's
+    double-talk work: both "pause"s before 10 s missed, "next" taken from the echo)."""
+    need_espeak()
+    far, spans = np.zeros(REFERENCE_RATE // 2, np.int16), []
+    for k, text in enumerate([GUIDANCE[2], GUIDANCE[1], GUIDANCE[4]]):
+        said = pcm(speak_to_wav(text, tmp_path / f"step{k}.wav", "joe", 160))
+        spans.append((len(far), len(far) + len(said), text))
+        far = np.concatenate([far, said, np.zeros(REFERENCE_RATE // 2, np.int16)])
+    pause = pcm(speak_to_wav("pause", tmp_path / "pause.wav", "en-us+m3", 140)).astype(np.float64)
+    near, said_at = np.zeros(len(far)), [3.5, 7.0, 10.5, 13.5]
+    for at in said_at:
+        i = int(at * REFERENCE_RATE)
+        near[i:i + len(pause)] += pause[:len(near) - i]
+    echo = loudspeaker(far, Room(delay_s=0.15, attenuation_db=0.0, seed=1))
+    noise = np.random.default_rng(1).normal(0, 30, len(far))
+    mic = np.clip(echo + near + noise, -32768, 32767).astype(np.int16)
+    config = small_config()
+    config.voice.asr = "auto"  # the default recogniser: whisper tiny.en from the model package
+    heard, _ = await listen(mic, far, spans, config)
+    commands = [(t, h["command"]) for t, h in heard if h["accepted"]]
+    for at in said_at[1:]:
+        assert [c for t, c in commands if at - 0.5 <= t <= at + 2.0] == ["pause"], (at, heard)
+    assert all(c == "pause" and any(at - 0.5 <= t <= at + 2.0 for at in said_at) for t, c in commands), heard
 
 
 async def test_an_answers_first_sentence_is_said_while_the_model_writes_the_rest(voice) -> None:  # noqa: ANN001

@@ -86,6 +86,12 @@ def _room_noise(n: int, rng: np.random.Generator, level: float = 30.0) -> np.nda
     return rng.normal(0, level, n)
 
 
+def loudspeaker(far: np.ndarray, room: Room, rate: int = REFERENCE_RATE) -> np.ndarray:
+    """What the microphone hears of the voice's samples `far` played by the loudspeaker in `room` (as many samples)."""
+    echo = np.convolve(far.astype(np.float64), room.impulse(rate))[:len(far)]
+    return np.concatenate([np.zeros(int(room.delay_s * rate)), echo])[:len(far)]
+
+
 async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Config, directory: Path,
                seed: int = 1, canceller: bool = True, attenuation_db: float = 0.0,
                make_canceller: type = EchoCanceller) -> dict:
@@ -94,7 +100,7 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
     rng = np.random.default_rng(seed)
     said = {text: voice.synthesise(text).reference for text in GUIDANCE}
     pause = {v: pcm(speak_to_wav("pause", directory / f"pause-{v[0]}.wav", *v)) for v in SECOND_VOICES}
-    rate, frame = REFERENCE_RATE, REFERENCE_RATE // 50
+    rate = REFERENCE_RATE
     total = int(minutes * 60 * rate)
     far = np.zeros(total, np.int16)
     spans: list[tuple[int, int, str]] = []  # the voice's utterances: first and last sample, text
@@ -119,11 +125,32 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
         person.append((start, start + len(clip)))
     # the loudspeaker: a room per utterance's worth of time would change the echo path; one per run, as a stand
     delay, attenuation = rng.uniform(0.05, 0.25), attenuation_db
-    ir = Room(delay_s=delay, attenuation_db=attenuation, seed=seed).impulse(rate)
-    echo = np.convolve(far.astype(np.float64), ir)[:total]
-    echo = np.concatenate([np.zeros(int(delay * rate)), echo])[:total]
+    echo = loudspeaker(far, Room(delay_s=delay, attenuation_db=attenuation, seed=seed))
     mic = np.clip(echo + near + _room_noise(total, rng), -32768, 32767).astype(np.int16)
 
+    heard, cpu = await listen(mic, far, spans, config, make_canceller if canceller else None)
+    accepted = [(t, h) for t, h in heard if h["accepted"]]
+    in_person = [(t, h) for t, h in accepted if any(a / rate - 0.5 <= t <= b / rate + 1.5 for a, b in person)]
+    paused = {i for i, (a, b) in enumerate(person)
+              if any(h["command"] == "pause" and a / rate - 0.5 <= t <= b / rate + 1.5 for t, h in accepted)}
+    return {
+        "minutes": minutes, "echo_delay_ms": round(delay * 1000), "echo_attenuation_db": attenuation,
+        "canceller": canceller, "voice_utterances": len(spans),
+        "commands_from_echo": len(accepted) - len(in_person),
+        "echo_commands": [h["command"] for t, h in accepted if (t, h) not in in_person][:10],
+        "pause_over_voice": {"said": len(person), "heard": len(paused),
+                             "rate": round(len(paused) / len(person), 3) if person else None},
+        "cpu_s_per_audio_s": round(cpu / (total / rate), 4),
+        "heard_over_voice": [h for t, h in heard if any(a / rate - 0.5 <= t <= b / rate + 1.5 for a, b in person)],
+    }
+
+
+async def listen(mic: np.ndarray, far: np.ndarray, spans: list[tuple[int, int, str]], config: Config,
+                 make_canceller: type | None = EchoCanceller) -> tuple[list[tuple[float, dict]], float]:
+    """The session's Listener on a microphone's 16 kHz samples (faster than real time), with the voice's samples
+    `far` sent meanwhile and its utterances `spans` (first and last sample, text) as its speaker reports them: what it
+    heard, at the room's time in s, and its CPU seconds."""
+    rate, frame = REFERENCE_RATE, REFERENCE_RATE // 50
     heard: list[tuple[float, dict]] = []
     clock = {"t": 0.0}
     settings = listener_settings(config.voice)
@@ -139,38 +166,25 @@ async def room(voice: Synthesiser, minutes: float, double_talk: int, config: Con
         position["far"] += n
         return out
 
-    if canceller:
+    if make_canceller is not None:
         listener.canceller, listener.far_end = make_canceller(), far_end
     starts = {a: text for a, _, text in spans}
     ends = {b for _, b, _ in spans}
     started = time.process_time()
-    for i in range(0, total - frame + 1, frame):
+    for i in range(0, len(mic) - frame + 1, frame):
         clock["t"] = i / rate
         for j in range(i, i + frame):  # the voice's start and end, as its speaker reports them
             if j in starts:
                 listener.echo.speaking(True, starts[j])
             if j in ends:
                 listener.echo.speaking(False)
-        if not canceller:
+        if make_canceller is None:
             position["far"] += frame
         listener.feed(mic[i:i + frame].tobytes())
         await asyncio.sleep(0)  # lets the listener's posted results in, stamped with the room's time
     cpu = time.process_time() - started
     listener.close()
-    accepted = [(t, h) for t, h in heard if h["accepted"]]
-    in_person = [(t, h) for t, h in accepted if any(a / rate - 0.5 <= t <= b / rate + 1.5 for a, b in person)]
-    paused = {i for i, (a, b) in enumerate(person)
-              if any(h["command"] == "pause" and a / rate - 0.5 <= t <= b / rate + 1.5 for t, h in accepted)}
-    return {
-        "minutes": minutes, "echo_delay_ms": round(delay * 1000), "echo_attenuation_db": attenuation,
-        "canceller": canceller, "voice_utterances": len(spans),
-        "commands_from_echo": len(accepted) - len(in_person),
-        "echo_commands": [h["command"] for t, h in accepted if (t, h) not in in_person][:10],
-        "pause_over_voice": {"said": len(person), "heard": len(paused),
-                             "rate": round(len(paused) / len(person), 3) if person else None},
-        "cpu_s_per_audio_s": round(cpu / (total / rate), 4),
-        "heard_over_voice": [h for t, h in heard if any(a / rate - 0.5 <= t <= b / rate + 1.5 for a, b in person)],
-    }
+    return heard, cpu
 
 
 async def _speech(client, state: str, timeout: float = 60.0) -> dict:  # noqa: ANN001

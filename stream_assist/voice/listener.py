@@ -21,7 +21,7 @@ from .commands import TASK_PREFIX, Heard, Rules, Word, interpret
 from .echo import EchoCanceller, EchoGuard
 from .foreground import foreground
 from .recognisers import Recogniser
-from .vad import RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
+from .vad import FRAME_MS, RATE, Segmenter, SpeechPaused, SpeechStarted, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Listener:
         self._lock = threading.Lock()
         self._scheduled = False
         self._announced = False  # speech_start sent for the current speech
+        self._over_voice = False  # the current speech began while the server's voice sounded (with a canceller)
         self._over_unlearnt = False  # the current speech began over the voice before its canceller learnt the room
         self._closed = False
         self.executor.submit(lambda: self.recogniser)  # loaded now (~0.3 s, once a process), not at the first command
@@ -142,18 +143,29 @@ class Listener:
                 pcm = self.canceller.process(pcm, np.concatenate(far))
             for event in self.segmenter.feed(pcm):
                 if isinstance(event, SpeechStarted):
-                    self._over_unlearnt = (self.canceller is not None and not self.canceller.converged
-                                           and self.echo.is_speaking())
+                    self._over_voice = self.canceller is not None and self.echo.is_speaking()
+                    self._over_unlearnt = self._over_voice and not self.canceller.converged
                     self._announce(0.0)
                 elif isinstance(event, SpeechPaused):
-                    self._recognise_early(self._for_words(event.utterance))
+                    if not self._over_voice:  # over the voice its words run on past this pause (_for_words)
+                        self._recognise_early(self._for_words(event.utterance))
                 else:
                     self._finish(self._for_words(event))
             if self.segmenter.state == "speech":
                 self._announce(self.segmenter.speech_s)
 
     def _for_words(self, utterance: Utterance) -> Utterance:
-        return self.canceller.for_words(utterance) if self.canceller is not None else utterance
+        """The samples to recognise. Speech that began over the voice runs on to the end of the silence that ended
+        it: AEC3's suppression lets the VAD hear only the loud middle of a word said over the voice ("pause" heard
+        as "p"), while Speex's output, where the words come from, still holds the rest (measured in `bench speak`)."""
+        if self.canceller is None:
+            return utterance
+        if not self._over_voice:
+            return self.canceller.for_words(utterance)
+        self.canceller.relearn()
+        # until Speex has learnt the room, the words it gives over the voice may be the voice's own
+        self._over_unlearnt = self._over_unlearnt or not self.canceller.words_heard(utterance)
+        return self.canceller.for_words(utterance, utterance.end_s + self.segmenter.end_frames * FRAME_MS / 1000)
 
     def _barge_in_ms(self) -> float:
         """How much speech over the assistant's voice stops it: none once the echo canceller has learnt the room
