@@ -20,6 +20,8 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..speech_out.track import audio_frame, sample_due
+
 MIC_RATE, MIC_FRAME = 48000, 960  # what a browser's Opus microphone delivers: 48 kHz, 20 ms frames
 
 
@@ -109,12 +111,7 @@ class SyntheticMicrophone(MediaStreamTrack):
         return done
 
     async def recv(self) -> av.AudioFrame:
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        wait = self._start + self._pts / MIC_RATE - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)  # a microphone's sample clock, not synchronisation
+        self._start = await sample_due(self._start, self._pts, MIC_RATE)  # a microphone's sample clock
         chunk = np.zeros(MIC_FRAME, np.int16)
         if self._queue:
             samples, done = self._queue[0]
@@ -130,8 +127,7 @@ class SyntheticMicrophone(MediaStreamTrack):
         room, self._room = self._room[:MIC_FRAME], self._room[MIC_FRAME:]
         if len(room):
             chunk[:len(room)] = np.clip(chunk[:len(room)].astype(np.int32) + room, -32768, 32767)
-        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self._pts, Fraction(1, MIC_RATE)
+        frame = audio_frame(chunk, MIC_RATE, self._pts)
         self._pts += MIC_FRAME
         return frame
 

@@ -113,15 +113,27 @@ class SpeechTrack(MediaStreamTrack):
         return out, ref
 
     async def recv(self) -> av.AudioFrame:
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        wait = self._start + self._pts / TRACK_RATE - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)  # the track's sample clock, not synchronisation
+        self._start = await sample_due(self._start, self._pts, TRACK_RATE)
         samples, reference = self._fill(time.time())
         self.reference.sent(reference)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = TRACK_RATE, self._pts, Fraction(1, TRACK_RATE)
+        frame = audio_frame(samples, TRACK_RATE, self._pts)
         self._pts += FRAME
         return frame
+
+
+async def sample_due(start: float | None, pts: int, rate: int) -> float:
+    """Waits until sample `pts` of a stream that began at loop time `start` (None: now) is due; returns the start.
+    A sender's sample clock, so audio leaves in real time whatever asks for it."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() if start is None else start
+    wait = start + pts / rate - loop.time()
+    if wait > 0:
+        await asyncio.sleep(wait)  # the sample clock, not synchronisation
+    return start
+
+
+def audio_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:
+    """Mono s16 samples as a frame stamped in samples of `rate`."""
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate, frame.pts, frame.time_base = rate, pts, Fraction(1, rate)
+    return frame
