@@ -95,18 +95,15 @@ class Metrics:
             "Times the camera source dropped and came back", lambda s: s["state"] == "live", "reconnects"))
         self.stage = Histogram("stream_assist_stage_seconds", "Time from the previous stage to this one",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.frame_age = Histogram("stream_assist_frame_age_at_inference_seconds",
-                                   "Age of a frame (since decode) when the model starts on it",
-                                   buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.decoded_to_sent = Histogram("stream_assist_decoded_to_sent_seconds",
-                                         "Decoded frame to guidance sent, model included",
-                                         buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.speech_start = Histogram("stream_assist_speech_start_seconds",
-                                      "Text handed to the server voice to its first sample leaving on the audio track",
-                                      buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.speech_out = Histogram("stream_assist_speech_out_seconds",
-                                    "Decoded frame to the first sample of its spoken guidance leaving the server",
-                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        def latency(name: str, doc: str) -> Histogram:
+            return Histogram(f"stream_assist_{name}_seconds", doc, buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        self.frame_age = latency("frame_age_at_inference", "Age of a frame (since decode) when the model starts on it")
+        self.decoded_to_sent = latency("decoded_to_sent", "Decoded frame to guidance sent, model included")
+        self.speech_start = latency("speech_start",
+                                    "Text handed to the server voice to its first sample leaving on the audio track")
+        self.speech_out = latency("speech_out",
+                                  "Decoded frame to the first sample of its spoken guidance leaving the server")
         self.generation_tps = Gauge("stream_assist_generation_tokens_per_second",
                                     "Generated tokens per second of the latest answer", registry=self.registry)
         self.prompt_tps = Gauge("stream_assist_prompt_tokens_per_second",
