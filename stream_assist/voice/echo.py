@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .levels import frame_levels, level_db
 from .vad import RATE, Utterance
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class EchoCanceller:
         ref = np.zeros(len(mic), np.int16)
         ref[:min(len(mic), len(far))] = far[:len(mic)]
         out = self._aec.process(mic, ref)
-        ref_db, mic_db, out_db = (_frame_levels(x, self._frame) for x in (ref, mic, out))  # per 20 ms frame
+        ref_db, mic_db, out_db = (frame_levels(x, self._frame) for x in (ref, mic, out))  # per 20 ms frame
         voice = ref_db > FAR_ACTIVE_DB
         self._removed_db.extend(mic_db[voice] - out_db[voice])
         if self._speex is not None:
@@ -173,7 +174,7 @@ class EchoCanceller:
             at = self._seen - len(mic) - (self._words_end - len(self._words))  # where mic starts in self._words
             if at >= 0:
                 words = self._words[at:at + len(mic)]
-                words_db = _frame_levels(words, self._frame)
+                words_db = frame_levels(words, self._frame)
                 n = len(words_db)
                 self._words_removed_db.extend(mic_db[:n][echo[:n]] - words_db[echo[:n]])
                 out = self._person(ref_db[:n], mic_db[:n] - out_db[:n], words_db, out, words)
@@ -241,22 +242,12 @@ class EchoCanceller:
         return dataclasses.replace(utterance, pcm=pcm.tobytes())
 
 
-def _frame_levels(samples: np.ndarray, frame: int) -> np.ndarray:
-    """_level_db of each whole frame of the samples."""
-    n = len(samples) // frame
-    power = np.mean(samples[:n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1)
-    return 10 * np.log10(power + 1.0)
-
-
 def _levels_db(samples: np.ndarray, frames: list[int], frame: int) -> list[float]:
     """The level of each frame starting at one of `frames` (in order), as far as the samples reach."""
-    return [_level_db(samples[i:i + frame]) for i in frames if i + frame <= len(samples)]
+    return [level_db(samples[i:i + frame]) for i in frames if i + frame <= len(samples)]
 
 
 def _removed_db(before: np.ndarray, after: np.ndarray, frames: list[int], frame: int) -> list[float]:
     """Level before minus level after, per frame starting at each of `frames`, for the frames both reach."""
     return [b - a for b, a in zip(_levels_db(before, frames, frame), _levels_db(after, frames, frame), strict=False)]
 
-
-def _level_db(samples: np.ndarray) -> float:
-    return 10 * float(np.log10(np.mean(samples.astype(np.float64) ** 2) + 1.0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .levels import frame_power
 from .vad import RATE, Utterance
 
 FRAME = RATE // 50  # 20 ms of samples per energy value
@@ -26,8 +27,8 @@ def loud_stretch(samples: np.ndarray) -> tuple[int, int] | None:
     frames = len(samples) // FRAME
     if frames < 3:
         return None
-    power = np.mean(samples[:frames * FRAME].astype(np.float64).reshape(frames, FRAME) ** 2, axis=1) + 1.0
-    level = 10 * np.log10(np.convolve(power, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="same"))
+    power = np.convolve(frame_power(samples, FRAME), np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="same")
+    level = 10 * np.log10(power)
     loud = np.flatnonzero(level >= level.max() - DROP_DB)
     if np.any(np.diff(loud) > GAP_S * RATE / FRAME):
         return None

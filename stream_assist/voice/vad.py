@@ -4,12 +4,13 @@ endless noise is cut, dropped and costs nothing more until it stops."""
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import webrtcvad
+
+from .levels import level_db
 
 RATE = 16000
 FRAME_MS = 30
@@ -91,7 +92,7 @@ class Segmenter:
     def _step(self, frame: bytes) -> Event | None:
         voiced = self.vad.is_speech(frame, RATE)
         self._frame += 1
-        level = 10 * math.log10(float(np.mean(np.frombuffer(frame, np.int16).astype(np.float32) ** 2)) + 1.0)
+        level = level_db(np.frombuffer(frame, np.int16))
         if self.state == "idle" and not voiced:  # the room between utterances: follows it down at once, up slowly
             self._floor = level if self._floor is None else min(level, self._floor + FLOOR_RISE_DB)
         if voiced or (self.state == "speech" and level >= (self._floor or 0.0) + SOUND_DB):
