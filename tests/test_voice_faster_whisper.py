@@ -85,10 +85,14 @@ def accepted(asr: str, samples: np.ndarray, confirming: bool = False, hear=heard
     config.asr = asr
     rules = listener_settings(config).rules
     recogniser = shared_recogniser(asr)
-    events = Segmenter().feed(np.concatenate([samples, np.zeros(RATE // 2, np.int16)]).tobytes())
-    return [h.command for u in events if isinstance(u, Utterance) and not u.cut
-            for h in [hear(u, lambda pcm: recogniser.commands(pcm, confirming), confirming, rules)[2]]
-            if h.accepted]
+    segmenter, commands = Segmenter(), []
+    for u in segmenter.feed(np.concatenate([samples, np.zeros(RATE // 2, np.int16)]).tobytes()):
+        heard = hear(u, lambda pcm: recogniser.commands(pcm, confirming), confirming, rules)[2] \
+            if isinstance(u, Utterance) and not u.cut else None
+        if heard is not None and heard.accepted:
+            commands.append(heard.command)
+            segmenter.settle()  # as the listener does: what follows a command is heard on its own
+    return commands
 
 
 def test_commands_are_scored_right_and_sentences_are_not_commands(clips: Path, asr: str) -> None:

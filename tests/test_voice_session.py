@@ -66,14 +66,16 @@ async def test_a_known_task_said_by_name_starts_its_card_after_yes(server, clips
         await client.close()
 
 
-async def test_a_monologue_is_dropped_calmly_and_another_session_is_unaffected(server, clips: Path) -> None:
+async def test_a_monologue_is_no_command_and_another_session_is_unaffected(server, clips: Path) -> None:
     base, state = server
     bystander = await connect(base)
     talker = await connect(base, microphone=True)
     try:
         talk = np.concatenate([trimmed(clip(clips, s)) for s in SENTENCES[:4]])  # ~5 s without a pause
         heard = await say_samples(talker, talk)
-        assert heard["accepted"] is False and "dropped" in heard["reason"]
+        # cut and dropped at max_utterance_s, or, once the room's level has risen with the talk, heard in pieces
+        reasons = ("over 3 s of sound: dropped", "too long for a command")
+        assert heard["accepted"] is False and heard["reason"] in reasons
         await keeps_streaming(bystander)
         await keeps_streaming(talker)
     finally:

@@ -189,6 +189,8 @@ class Listener:
         if announced:
             self._post(self.on_voice, "speech_end")
         heard, task = self._hear(utterance, announced)
+        if heard.accepted:
+            self.segmenter.settle()
         self._post(self.on_heard, heard, task)
 
     def _recognise_early(self, utterance: Utterance) -> None:

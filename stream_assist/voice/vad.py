@@ -1,10 +1,12 @@
-"""Cuts a 16 kHz mono stream into utterances with webrtcvad: pre-padding, an end after a short silence (frames
-webrtcvad calls unvoiced but well above the room's level are not silence), and a length limit so a monologue or
-endless noise is cut, dropped and costs nothing more until it stops."""
+"""Cuts a 16 kHz mono stream into utterances with webrtcvad: pre-padding, an end after a short silence, and a
+length limit so a monologue or endless noise is cut, dropped and costs nothing more until it stops. The room's
+level decides with webrtcvad: steady noise it calls voiced is not speech, and an unvoiced frame well above the room
+(a fricative) is not silence."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +20,21 @@ FRAME_BYTES = RATE * FRAME_MS // 1000 * 2  # s16 mono
 START_FRAMES, START_VOICED = 6, 4  # speech starts when 4 of the last 6 frames (180 ms) are voiced
 PRE_PAD_FRAMES = 10  # 300 ms kept before the start, so the first phoneme is not lost
 KEEP_FRAMES = 2  # 60 ms kept after the last voiced frame
-# an unvoiced frame this far above the room between utterances is still the person (the "xt" of "next", a
-# fricative webrtcvad calls silence): it keeps the utterance open, so "next … to the red one" is one utterance
+# The room's level: the quietest tenth of the last 3 s of frames, which is the steady noise where there is some, and
+# rises with someone talking on and on (a louder command then stands out of another person's talk, and a monologue
+# comes in pieces). webrtcvad calls white noise 10 dB below the speech voiced, so in a noisy workshop one "utterance"
+# ran on until the length limit dropped it, command and all.
+FLOOR_FRAMES, FLOOR_PERCENTILE = 100, 10
+VOICE_DB = 6.0  # a frame webrtcvad calls voiced is speech only this far above the room's level
+HOLD_DB = 3.0  # and, once speech has started, keeps it open this far above (weak syllables in noise)
+# an unvoiced frame this far above the room is still the person (the "xt" of "next", a fricative webrtcvad calls
+# silence): it keeps the utterance open, so "next … to the red one" is one utterance
 SOUND_DB = 12.0
-FLOOR_RISE_DB = 0.3  # per frame: the room's level follows a drop at once and a rise within seconds (10 dB/s)
+# In noise the weak sounds between words fall under the room's level: an utterance whose loudest frame stands less
+# than NOISY_DB above the room ends only after 270 ms of silence ("stop … talking" is one command, "next … to the red
+# one" one sentence), and speech that starts again within the pre-roll (PRE_PAD_FRAMES) of an utterance's end, after
+# one that was not a command, is heard together with it (see settle()).
+NOISY_DB, NOISY_END_FRAMES = 25.0, 9
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,9 @@ class Segmenter:
         self._start = 0  # frame index of the utterance's first voiced frame
         self._last_voiced = 0
         self._pre_pad = 0
-        self._floor: float | None = None  # dB of the quietest recent frames between utterances
+        self._peak = 0.0  # the current utterance's loudest voiced frame, in dB above the room
+        self._ended: tuple[list[bytes], int, int, int] | None = None  # the last utterance: frames, start, pad, end
+        self._levels: deque[float] = deque(maxlen=FLOOR_FRAMES)  # dB of each recent frame, for the room's level
         self.state = "idle"  # idle | speech | discarding (a cut utterance, waiting for it to end)
         self.cut = 0
 
@@ -78,26 +93,32 @@ class Segmenter:
         """How long the current speech has lasted (0 when none)."""
         return (self._frame - self._start) * FRAME_MS / 1000 if self.state == "speech" else 0.0
 
-    def feed(self, pcm: bytes) -> list[Event]:
+    def feed(self, pcm: bytes) -> Iterator[Event]:
+        """The events the PCM completes, cut as they are taken: a caller that settle()s after an utterance does so
+        before the frames after it are cut. Take them all (the frames not reached are lost)."""
         data = self._pending + pcm
         whole = len(data) - len(data) % FRAME_BYTES
         self._pending = data[whole:]
-        events: list[Event] = []
         for i in range(0, whole, FRAME_BYTES):
             event = self._step(data[i:i + FRAME_BYTES])
             if event is not None:
-                events.append(event)
-        return events
+                yield event
+
+    def settle(self) -> None:
+        """The last utterance was taken as a command: speech right after it starts afresh, not joined to it."""
+        self._ended = None
 
     def _step(self, frame: bytes) -> Event | None:
-        voiced = self.vad.is_speech(frame, RATE)
         self._frame += 1
         level = level_db(np.frombuffer(frame, np.int16))
-        if self.state == "idle" and not voiced:  # the room between utterances: follows it down at once, up slowly
-            self._floor = level if self._floor is None else min(level, self._floor + FLOOR_RISE_DB)
-        if voiced or (self.state == "speech" and level >= (self._floor or 0.0) + SOUND_DB):
+        self._levels.append(level)
+        floor = float(np.percentile(self._levels, FLOOR_PERCENTILE))
+        voiced = self.vad.is_speech(frame, RATE) and level >= floor + (HOLD_DB if self.state == "speech" else VOICE_DB)
+        if voiced or (self.state == "speech" and level >= floor + SOUND_DB):
             self._last_voiced = self._frame
+            self._peak = max(self._peak, level - floor)
         silent_for = self._frame - self._last_voiced
+        end_frames = self.end_frames if self._peak >= NOISY_DB else max(self.end_frames, NOISY_END_FRAMES)
         if self.state == "idle":
             self._recent.append((frame, voiced))
             if sum(v for _, v in list(self._recent)[-START_FRAMES:]) < START_VOICED:
@@ -107,21 +128,26 @@ class Segmenter:
             self.state, self._start, self._pre_pad = "speech", self._frame - (len(window) - first) + 1, first
             self._speech = [f for f, _ in window]
             self._recent.clear()
-            return SpeechStarted(self._seconds(self._start - 1))
+            started = SpeechStarted(self._seconds(self._start - 1))
+            if self._ended is not None and self._frame - self._ended[3] <= len(window):  # the gap is all in window
+                frames, self._start, self._pre_pad, _ = self._ended
+                self._speech = frames + self._speech
+            return started
         if self.state == "discarding":
-            if silent_for >= self.end_frames:
-                self.state = "idle"
+            if silent_for >= end_frames:
+                self.state, self._peak = "idle", 0.0
             return None
         self._speech.append(frame)
-        if silent_for == KEEP_FRAMES and self.end_frames > KEEP_FRAMES:
+        if silent_for == KEEP_FRAMES and end_frames > KEEP_FRAMES:
             return SpeechPaused(self._utterance(b"".join(self._speech)))
-        if silent_for >= self.end_frames:
-            self.state = "idle"
+        if silent_for >= end_frames:
+            self.state, self._peak = "idle", 0.0
             tail = len(self._speech) - max(0, silent_for - KEEP_FRAMES)
+            self._ended = (self._speech, self._start, self._pre_pad, self._frame)
             pcm, self._speech = b"".join(self._speech[:tail]), []
             return self._utterance(pcm)
         if len(self._speech) > self.max_frames:
-            self.state, self._speech = "discarding", []
+            self.state, self._speech, self._ended = "discarding", [], None
             self.cut += 1
             return Utterance(b"", self._seconds(self._start - 1), self._seconds(self._frame), 0.0, cut=True)
         return None
