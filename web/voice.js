@@ -19,12 +19,13 @@ const voice = (() => {
 
   function show(text) { el.heard.textContent = text; }
 
-  // Start's one tap asks for the microphone beside the camera; without one the page works as before.
+  // Start's one tap asks for the microphone beside the camera; without one the page works as before. No noise
+  // suppression: measured, its artefacts cost the recognisers more than the noise does (whisper clean 100 → 90 %).
   async function open(sendFn) {
     send = sendFn;
     try {
       mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
+        audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: true } });
     } catch (err) {
       show(`microphone off (${err.name || err}): use the buttons`);
       return;
