@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_assist.bench.speech import with_noise
+
 from .test_browser import chromium_path, open_page  # noqa: F401 - the fixture is used by name
 from .voice_clips import clip
 
@@ -24,7 +26,11 @@ window.speechSynthesis.cancel = () => { window.__speech.push(['cancel']); };
 
 def microphone_file(directory: Path, text: str) -> Path:
     """What Chromium plays as the microphone: `text` then 1.5 s of quiet, over and over."""
-    samples = np.concatenate([clip(directory, text), np.zeros(24000, np.int16)])
+    return microphone_playing(directory, np.concatenate([clip(directory, text), np.zeros(24000, np.int16)]))
+
+
+def microphone_playing(directory: Path, samples: np.ndarray) -> Path:
+    """A WAV of 16 kHz samples for Chromium's fake microphone, which loops it."""
     path = directory / "microphone.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -54,3 +60,21 @@ async def test_page_hears_pause_and_the_person_cuts_its_speech_short(server, chr
             " return i >= 0 && s.slice(i + 1).some(e => e[0] === 'cancel'); })()", timeout=30_000)
         events = await page.evaluate("voice.probe.events.map(e => e.state || e.type)")
         assert "speech_start" in events and await page.evaluate("voice.probe.speaking") == 0
+
+
+async def test_page_hears_pause_said_in_steady_noise(server, chromium_path: str, tmp_path: Path) -> None:  # noqa: F811
+    """White noise 10 dB below the speech goes on before, during and after "pause" (a fan, a compressor), and the
+    page asks for no noise suppression: the VAD must still end the utterance (it used to run on with the noise until
+    the length limit dropped it, command and all)."""
+    base, _ = server
+    quiet = np.zeros(2 * 16000, np.int16)
+    said = (clip(tmp_path, "pause") * 1.5).astype(np.int16)  # peaks near -5 dBFS, a close microphone
+    mic = microphone_playing(tmp_path, with_noise(np.concatenate([quiet, said, quiet]), 10.0, 3))
+    async with open_page(base, chromium_path, (f"--use-file-for-fake-audio-capture={mic}",)) as page:
+        await page.click("#start")
+        await page.wait_for_function("document.getElementById('state').textContent === 'paused'", timeout=60_000)
+        settings = await page.evaluate("voice.probe.microphone")
+        assert settings["noiseSuppression"] is False and settings["echoCancellation"] is True
+        heard = [e for e in await page.evaluate("voice.probe.events") if e["type"] == "heard"]
+        assert any(e["command"] == "pause" for e in heard)
+        assert not any(e["accepted"] and e["command"] != "pause" for e in heard)

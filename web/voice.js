@@ -10,8 +10,9 @@ const voice = (() => {
                mute: document.getElementById("mute"), speaking: document.getElementById("speaking"),
                out: document.getElementById("voice-out") };
   // Read by tests: the voice messages received, in order, whether the page thinks it is speaking, whether the
-  // server speaks (its audio track) and whether that voice is sounding now.
-  const probe = { events: [], speaking: 0, quiet: false, serverVoice: false, serverSpeaking: false, playing: false };
+  // server speaks (its audio track) and whether that voice is sounding now, and the microphone's processing.
+  const probe = { events: [], speaking: 0, quiet: false, serverVoice: false, serverSpeaking: false, playing: false,
+                  microphone: null };
   let mic = null;
   let audio = null;
   let meterTimer = null;
@@ -30,6 +31,7 @@ const voice = (() => {
       show(`microphone off (${err.name || err}): use the buttons`);
       return;
     }
+    probe.microphone = mic.getAudioTracks()[0].getSettings();
     meter(mic);
     el.mute.disabled = false;
     show("listening");
