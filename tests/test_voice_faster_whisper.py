@@ -28,7 +28,7 @@ from stream_assist.bench.speech import (
     with_noise,
 )
 from stream_assist.bench.synthetic_client import connect
-from stream_assist.bench.voice import word_error_rate
+from stream_assist.bench.voice import commands_heard, word_error_rate
 from stream_assist.cli import main
 from stream_assist.config import Config
 from stream_assist.server.voice_link import listener_settings
@@ -45,7 +45,7 @@ from stream_assist.voice.foreground import foreground
 from stream_assist.voice.listener import Listener, heard_in
 from stream_assist.voice.recognisers import checked_asr, shared_recogniser
 from stream_assist.voice.transcript import normalise
-from stream_assist.voice.vad import RATE, Segmenter, Utterance
+from stream_assist.voice.vad import RATE, Utterance
 
 from .conftest import running_server, small_config
 from .voice_clips import need_espeak, to_48k
@@ -83,16 +83,8 @@ def accepted(asr: str, samples: np.ndarray, confirming: bool = False, hear=heard
     """The commands the listener's rules accept from a clip, segmented by the VAD as the listener does."""
     config = Config().voice
     config.asr = asr
-    rules = listener_settings(config).rules
-    recogniser = shared_recogniser(asr)
-    segmenter, commands = Segmenter(), []
-    for u in segmenter.feed(np.concatenate([samples, np.zeros(RATE // 2, np.int16)]).tobytes()):
-        heard = hear(u, lambda pcm: recogniser.commands(pcm, confirming), confirming, rules)[2] \
-            if isinstance(u, Utterance) and not u.cut else None
-        if heard is not None and heard.accepted:
-            commands.append(heard.command)
-            segmenter.settle()  # as the listener does: what follows a command is heard on its own
-    return commands
+    return commands_heard(shared_recogniser(asr), np.concatenate([samples, np.zeros(RATE // 2, np.int16)]), config,
+                          listener_settings(config).rules, confirming, hear)
 
 
 def test_commands_are_scored_right_and_sentences_are_not_commands(clips: Path, asr: str) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -72,17 +73,19 @@ def _speak(directory: Path, text: str, voice: str, speed: int) -> np.ndarray:
     return pcm(path if path.exists() else speak_to_wav(text, path, voice, speed))
 
 
-def _heard(recogniser: Recogniser, samples: np.ndarray, settings: VoiceConfig, rules: Rules,
-           cpu: list[float]) -> list[str | None]:
-    """The commands accepted from a clip: its utterances end inside its own background, as in a noisy room."""
+def commands_heard(recogniser: Recogniser, samples: np.ndarray, settings: VoiceConfig, rules: Rules,
+                   confirming: bool = False, hear: Callable = heard_in, cpu: list[float] | None = None) -> list[str]:
+    """The commands accepted from a clip, segmented and settled as the listener does (its utterances end inside
+    the clip's own background, as in a noisy room); `cpu` collects the CPU time of each utterance's hearing."""
     segmenter = Segmenter(settings.vad_aggressiveness, settings.end_silence_ms, settings.max_utterance_s)
     accepted = []
     for i in range(0, len(samples), MIC_PIECE):  # as the listener feeds it, so a command settles before what follows
         for u in segmenter.feed(samples[i:i + MIC_PIECE].tobytes()):
-            if isinstance(u, Utterance):
+            if isinstance(u, Utterance) and not u.cut:
                 start = time.process_time()
-                heard = heard_in(u, lambda pcm: recogniser.commands(pcm, False), False, rules)[2]
-                cpu.append(time.process_time() - start)
+                heard = hear(u, lambda pcm: recogniser.commands(pcm, confirming), confirming, rules)[2]
+                if cpu is not None:
+                    cpu.append(time.process_time() - start)
                 if heard.accepted:
                     accepted.append(heard.command)
                     segmenter.settle()
@@ -100,16 +103,16 @@ def offline(directory: Path, settings: VoiceConfig) -> dict:
             samples = in_room(padded(_speak(directory, text, voice, speed), after_s=AFTER_S), background, snr,
                               directory, seed=len(rows))
             start, cpu = time.process_time(), []
-            accepted = _heard(recogniser, samples, settings, rules, cpu)
+            accepted = commands_heard(recogniser, samples, settings, rules, cpu=cpu)
             total_cpu += time.process_time() - start
             audio_s += len(samples) / RATE
             if text in PHRASES and background is None:
                 command_cpu += cpu
             rows.append({"voice": f"{voice}@{speed}", "background": background, "snr_db": snr, "text": text,
                          "accepted": accepted, "command": text in PHRASES})
-    others = [_heard(recogniser, padded(_speak(directory, text, voice, 150)), settings, rules, [])
+    others = [commands_heard(recogniser, padded(_speak(directory, text, voice, 150)), settings, rules)
               for voice, text in OTHER_LANGUAGES]
-    noise = [_heard(recogniser, padded(with_noise(np.full(RATE, 3000, np.int16), 0.0, seed)), settings, rules, [])
+    noise = [commands_heard(recogniser, padded(with_noise(np.full(RATE, 3000, np.int16), 0.0, seed)), settings, rules)
              for seed in range(6)]  # a second of loud noise, alone
 
     def accuracy(keep) -> float:  # noqa: ANN001
