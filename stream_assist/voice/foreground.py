@@ -1,7 +1,7 @@
 """The person's words when something quieter talks around them: an utterance cut to its one loud stretch.
 
-The VAD keeps an utterance open while anything voice-like goes on, so a command said over a radio, another
-person or steady noise arrives wrapped in seconds of that background, which whisper then transcribes too
+The VAD keeps an utterance open while anything voice-like goes on, so a command said over a radio or another
+person arrives wrapped in seconds of that background (steady noise no longer: vad.py), which whisper transcribes too
 ("the flower can resume"). The person near the microphone is louder: the stretch within DROP_DB of the loudest
 moment is what they said. Only one such stretch counts; several are a sentence said loud throughout.
 """

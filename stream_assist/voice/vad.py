@@ -1,5 +1,5 @@
 """Cuts a 16 kHz mono stream into utterances with webrtcvad: pre-padding, an end after a short silence, and a
-length limit so a monologue or endless noise is cut, dropped and costs nothing more until it stops. The room's
+length limit so endless talk or sound is cut, dropped and costs nothing more until it stops. The room's
 level decides with webrtcvad: steady noise it calls voiced is not speech, and an unvoiced frame well above the room
 (a fricative) is not silence."""
 
