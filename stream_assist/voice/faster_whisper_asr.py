@@ -38,6 +38,11 @@ MIN_MARGIN = 1.0
 # included); on `bench voice`'s set this took sentences taken for a command from 37 to 17 utterances, none of the
 # 287 commands heard right lost (-5.0 lost 6 "what now"s in noise)
 MIN_ENDING = -5.5
+# and the audio after the phrase, as whisper's own alignment places it (the time after its last token), is no longer
+# than this: "next to the red one" scored " Next." with a likely full stop, in noise or a room at 10 dB, and left
+# 0.48-1.16 s of the speech after it; commands said (another talker around them included) left at most 0.40 s
+MAX_TAIL_S = 0.45
+TIME_STEP_S = 0.02  # of one alignment time index (the encoder's output frame)
 TASK_START = " My task is"  # forced at the start of a task's second transcription
 PROMPT_TOKENS = 223  # whisper's longest text before the transcript (half its 448-token context, less one)
 SHORTLIST = 3  # phrases scored in full, after one decoding step ranks their first tokens (~5 ms)
@@ -59,6 +64,7 @@ class Encoded:
     features: dict[int, object] = field(default_factory=dict)  # window in frames → encoder output (StorageView)
     scores: dict[str, float] | None = None  # per phrase, once scored
     endings: dict[str, float] = field(default_factory=dict)  # per phrase scored, its last token's log-probability
+    tails: dict[str, float] = field(default_factory=dict)  # per phrase scored, seconds of audio aligned after it
     confirming: bool = False  # whether yes / no were among the phrases scored
     transcript: str | None = None  # once transcribed
 
@@ -130,11 +136,14 @@ class FasterWhisper:
                 logits = np.asarray(first[0].logits[0])[0]
                 phrases = sorted(phrases, key=lambda p: logits[self._phrases[p][0]], reverse=True)[:SHORTLIST]
             batch = np.repeat(np.asarray(features), len(phrases), axis=0)
+            frames = min(encoded.frames, COMMAND_FRAMES)
             results = self._model.align(ctranslate2.StorageView.from_array(batch), self._start,
-                                        [self._phrases[p] for p in phrases], min(encoded.frames, COMMAND_FRAMES))
+                                        [self._phrases[p] for p in phrases], frames)
             logs = {p: np.log(np.maximum(r.text_token_probs, 1e-30)) for p, r in zip(phrases, results, strict=True)}
             encoded.scores = {p: float(np.sum(v)) for p, v in logs.items()}
             encoded.endings = {p: float(v[-1]) for p, v in logs.items()}
+            encoded.tails = {p: _tail_s(r.alignments, len(self._phrases[p]), frames)
+                             for p, r in zip(phrases, results, strict=True)}
         return encoded.scores
 
     def _transcript(self, encoded: Encoded) -> str:
@@ -167,7 +176,7 @@ class FasterWhisper:
             best, runner_up = sorted(scores, key=scores.get, reverse=True)[:2]
             self.last_confidence = scores[best] - scores[runner_up]
             if (scores[best] >= MIN_SCORE and self.last_confidence >= MIN_MARGIN
-                    and encoded.endings[best] >= MIN_ENDING):
+                    and encoded.endings[best] >= MIN_ENDING and encoded.tails[best] <= MAX_TAIL_S):
                 return _spanning(best, length_s)
             words = transcript_words([(0.0, length_s, self._transcript(encoded))])
             return [] if " ".join(w.text for w in words) in scores else words
@@ -180,6 +189,13 @@ class FasterWhisper:
             if last is None or not (pcm and last.pcm.endswith(pcm)):
                 last = self._utterance(pcm)
             return task_text(self._transcript(last))
+
+
+def _tail_s(alignments: Sequence[tuple[int, int]], tokens: int, frames: int) -> float:
+    """Seconds of the audio (of `frames` mel frames) that the alignment puts after the phrase's last token: the path
+    enters text index `tokens` (the end of text) there."""
+    after = [time for text, time in alignments if text >= tokens]
+    return max(0.0, frames * HOP / RATE - min(after) * TIME_STEP_S) if after else 0.0
 
 
 def _spanning(phrase: str, length_s: float) -> list[Word]:

@@ -31,10 +31,10 @@ HOLD_DB = 3.0  # and, once speech has started, keeps it open this far above (wea
 # silence): it keeps the utterance open, so "next … to the red one" is one utterance
 SOUND_DB = 12.0
 # In noise the weak sounds between words fall under the room's level: an utterance whose loudest frame stands less
-# than NOISY_DB above the room ends only after 270 ms of silence ("stop … talking" is one command, "next … to the red
-# one" one sentence), and speech that starts again within the pre-roll (PRE_PAD_FRAMES) of an utterance's end, after
-# one that was not a command, is heard together with it (see settle()).
-NOISY_DB, NOISY_END_FRAMES = 25.0, 9
+# than NOISY_DB above the room ends only after 360 ms of silence ("stop … talking" is one command, "next … to the red
+# one" one sentence: 270 ms split it at 10 dB), and speech that starts again within the pre-roll (PRE_PAD_FRAMES) of
+# an utterance's end, after one that was not a command, is heard together with it (see settle()).
+NOISY_DB, NOISY_END_FRAMES = 25.0, 12
 
 
 @dataclass(frozen=True)
