@@ -35,6 +35,9 @@ SOUND_DB = 12.0
 # one" one sentence: 270 ms split it at 10 dB), and speech that starts again within the pre-roll (PRE_PAD_FRAMES) of
 # an utterance's end, after one that was not a command, is heard together with it (see settle()).
 NOISY_DB, NOISY_END_FRAMES = 25.0, 12
+# and keeps this much after its last voiced frame, not KEEP_FRAMES: the end of a word under the noise (the "z" of
+# "pause") is below the room's level, and whisper heard "paw" without it as "oh", "boy", "bog"
+NOISY_KEEP_FRAMES = 7
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class Utterance:
 
 @dataclass(frozen=True)
 class SpeechPaused:
-    """60 ms of silence after speech: `utterance` is the one that ends here if the silence lasts, so it can be
-    recognised while the end is awaited (the same PCM the final Utterance carries)."""
+    """60 ms of silence after speech (210 ms in noise): `utterance` is the one that ends here if the silence lasts,
+    so it can be recognised while the end is awaited (the same PCM the final Utterance carries)."""
 
     utterance: Utterance
 
@@ -118,7 +121,9 @@ class Segmenter:
             self._last_voiced = self._frame
             self._peak = max(self._peak, level - floor)
         silent_for = self._frame - self._last_voiced
-        end_frames = self.end_frames if self._peak >= NOISY_DB else max(self.end_frames, NOISY_END_FRAMES)
+        noisy = self._peak < NOISY_DB
+        end_frames = max(self.end_frames, NOISY_END_FRAMES) if noisy else self.end_frames
+        keep = NOISY_KEEP_FRAMES if noisy else KEEP_FRAMES
         if self.state == "idle":
             self._recent.append((frame, voiced))
             if sum(v for _, v in list(self._recent)[-START_FRAMES:]) < START_VOICED:
@@ -138,11 +143,11 @@ class Segmenter:
                 self.state, self._peak = "idle", 0.0
             return None
         self._speech.append(frame)
-        if silent_for == KEEP_FRAMES and end_frames > KEEP_FRAMES:
+        if silent_for == keep and end_frames > keep:
             return SpeechPaused(self._utterance(b"".join(self._speech)))
         if silent_for >= end_frames:
             self.state, self._peak = "idle", 0.0
-            tail = len(self._speech) - max(0, silent_for - KEEP_FRAMES)
+            tail = len(self._speech) - max(0, silent_for - keep)
             self._ended = (self._speech, self._start, self._pre_pad, self._frame)
             pcm, self._speech = b"".join(self._speech[:tail]), []
             return self._utterance(pcm)
