@@ -32,8 +32,9 @@ from stream_assist.bench.voice import commands_heard, word_error_rate
 from stream_assist.cli import main
 from stream_assist.config import Config
 from stream_assist.server.voice_link import listener_settings
+from stream_assist.voice import faster_whisper_asr
 from stream_assist.voice.commands import PHRASES, interpret
-from stream_assist.voice.faster_whisper_asr import _tail_s
+from stream_assist.voice.faster_whisper_asr import _tail_s, steady_room
 from stream_assist.voice.faster_whisper_source import (
     FasterWhisperModelError,
     auto_asr,
@@ -162,6 +163,30 @@ def test_the_loud_stretch_is_the_words_said_near_the_microphone() -> None:
     alone = Utterance(np.clip(word[int(0.8 * RATE):int(1.4 * RATE)], -32768, 32767).astype(np.int16).tobytes(),
                       10.1, 10.6, 0.1)
     assert foreground(alone) is None  # nothing around the word to cut away
+
+
+def test_the_room_before_the_speech_is_steady_unless_someone_talks(clips: Path) -> None:
+    rng = np.random.default_rng(0)
+    assert steady_room(np.zeros(RATE // 2, np.int16))  # digital silence
+    assert steady_room(rng.normal(0, 300, RATE // 2).astype(np.int16))  # a fan's or a machine's steady noise
+    assert steady_room(with_noise(say(clips, "pause"), 10.0)[int(0.2 * RATE):])  # the noise before a word
+    talker = say(clips, OTHER_TALKER, "en-gb+m1", 170)
+    starts = range(RATE, len(talker) - RATE, RATE // 10)  # every 100 ms of another person talking
+    assert sum(not steady_room(talker[at:]) for at in starts) >= 0.9 * len(starts)
+    assert not steady_room(np.zeros(RATE // 10, np.int16))  # too short to tell
+
+
+def test_commands_in_steady_noise_are_heard_primed_by_the_phrases(clips: Path, asr: str, monkeypatch) -> None:  # noqa: ANN001
+    """whisper's prior buries a lone "pause" or "resume" in noise; after the list of phrases as its previous text it
+    expects one of them."""
+    said = [(p, in_room(say(clips, p, voice, speed), "noise", 10.0, clips, seed=i))
+            for i, (p, (voice, speed)) in enumerate((p, v) for v in ((NEURAL, 200), (NEURAL, 130), ("en-us+f2", 190),
+                                                                     ("en-us+f2", 130)) for p in COMMANDS)]
+    primed = sum(accepted(asr, samples) == [PHRASES[p]] for p, samples in said)
+    monkeypatch.setattr(faster_whisper_asr, "steady_room", lambda samples: False)
+    shared_recogniser(asr)._last = None  # nothing kept from the primed hearing
+    unprimed = sum(accepted(asr, samples) == [PHRASES[p]] for p, samples in said)
+    assert primed >= unprimed + 4, (primed, unprimed)  # measured: 38 and 31 of these 40
 
 
 def test_yes_and_no_only_while_a_task_waits(clips: Path, asr: str) -> None:
