@@ -186,7 +186,7 @@ def test_commands_in_steady_noise_are_heard_primed_by_the_phrases(clips: Path, a
     monkeypatch.setattr(faster_whisper_asr, "steady_room", lambda samples: False)
     shared_recogniser(asr)._last = None  # nothing kept from the primed hearing
     unprimed = sum(accepted(asr, samples) == [PHRASES[p]] for p, samples in said)
-    assert primed >= unprimed + 4, (primed, unprimed)  # measured: 38 and 31 of these 40
+    assert primed >= unprimed + 4, (primed, unprimed)  # measured: 37 and 31 of these 40
 
 
 def test_yes_and_no_only_while_a_task_waits(clips: Path, asr: str) -> None:

@@ -29,10 +29,11 @@ LEAD_S = 0.2  # silence before the utterance: whisper drops a word cut right at 
 COMMAND_FRAMES = 300  # a command's window, 3 s: encoded in ~12-25 ms instead of the 30 s window's ~450 ms
 MAX_FRAMES = 3000  # whisper's own window, for long speech
 TAIL_FRAMES = 300  # silence after speech to be transcribed: with 1 s, 25 % word error on tasks; 3 s, 12 %
-# In a steady room (quiet, a machine's hum, a reverberant workshop) commands are scored after the grammar's phrases
-# given as whisper's previous text (" pause. resume. next. …"): so primed, it expects a lone command word, where
-# unprimed its prior on a lone " Pause." (-19 nats on silence) or " Resume." (-27) buried them in noise. Where the room
-# is other people talking, priming made commands of their words, so there the phrases are scored unprimed.
+# Commands are scored unprimed first; when that finds none and the room is steady (quiet, a machine's hum, a
+# reverberant workshop), again after the grammar's phrases given as whisper's previous text (" pause. resume. next.
+# …"): so primed, it expects a lone command word, where unprimed its prior on a lone " Pause." (-19 nats on silence)
+# or " Resume." (-27) buried them in noise. Where the room is other people talking, priming made commands of their
+# words, so there it is not used; and it costs ~40 ms more, so only for what the plain scores did not take.
 # The best phrase's summed token log-probability must reach MIN_SCORE, beat every other phrase by MIN_MARGIN, and its
 # full stop be MIN_ENDING likely. Primed, whisper also ends "next to the red one" after " next.", so the phrase must
 # end where the speech ends unprimed too: " Next." with its full stop MIN_PLAIN_ENDING likely ("next to the red one"
@@ -61,9 +62,18 @@ def spelled(phrase: str) -> str:
     return f" {phrase.capitalize()}."
 
 
-def primed(phrase: str) -> str:
+def listed(phrase: str) -> str:
     """A phrase as the list of phrases before it writes it: ' next.', ' what now.'."""
     return f" {phrase}."
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One phrase against the audio."""
+
+    score: float  # its tokens' summed log-probability
+    ending: float  # its last token's (the full stop's) log-probability
+    tail_s: float  # seconds of the audio that whisper's alignment puts after it
 
 
 @dataclass
@@ -72,13 +82,10 @@ class Encoded:
 
     pcm: bytes
     audio: np.ndarray  # float32 at 16 kHz
-    primed: bool  # scored after the list of phrases: the room before the speech is steady
+    steady: bool  # the room before the speech is steady: a second, primed scoring may follow the plain one
     features: dict[int, object] = field(default_factory=dict)  # window in frames → encoder output (StorageView)
-    scores: dict[str, float] | None = None  # per phrase, once scored
-    endings: dict[str, float] = field(default_factory=dict)  # per phrase scored, its last token's log-probability
-    # per phrase judged, unprimed: its full stop's log-probability and the seconds of audio aligned after it
-    plain: dict[str, tuple[float, float]] = field(default_factory=dict)
-    confirming: bool = False  # whether yes / no were among the phrases scored
+    scored: dict[tuple[bool, bool], dict[str, Scored]] = field(default_factory=dict)  # (primed, confirming) → ...
+    plain: dict[str, Scored] = field(default_factory=dict)  # every phrase scored unprimed so far
     transcript: str | None = None  # once transcribed
 
     @property
@@ -112,10 +119,10 @@ class FasterWhisper:
         self._task_start = [*previous, *self._start, *self._tokenizer.encode(TASK_START)]
         # "my task is" is found in the transcript of what is not a command, so it is not scored
         scored = [p for p in [*PHRASES, *CONFIRM] if p != TASK_PREFIX]
-        self._phrases = {True: {p: self._tokenizer.encode(primed(p)) for p in scored},
+        self._phrases = {True: {p: self._tokenizer.encode(listed(p)) for p in scored},
                          False: {p: self._tokenizer.encode(spelled(p)) for p in scored}}
         self._primed = {confirming: [self._tokenizer.sot_prev, *self._tokenizer.encode(
-            "".join(primed(p) for p in scored if confirming or p not in CONFIRM)), *self._start]
+            "".join(listed(p) for p in scored if confirming or p not in CONFIRM)), *self._start]
             for confirming in (False, True)}  # yes and no are candidates only while a task waits for them
         self._last: Encoded | None = None  # the utterance just heard: its early and final passes share it
         self.last_confidence: float | None = None  # best phrase's margin over the runner-up, for `bench voice`
@@ -140,16 +147,14 @@ class FasterWhisper:
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=True)
         return encoded.features[window]
 
-    def _scores(self, encoded: Encoded, confirming: bool) -> dict[str, float]:
-        """The shortlisted phrases' summed log-probabilities of their tokens given the audio (each phrase scored
-        costs ~3.5 ms, the ranking step ~5 ms; yes and no are candidates only while a task waits for them)."""
-        if encoded.scores is None or encoded.confirming != confirming:
-            import ctranslate2
+    def _scores(self, encoded: Encoded, confirming: bool, primed: bool) -> dict[str, Scored]:
+        """The shortlisted phrases against the audio, plain or primed (each phrase ~3.5 ms plain, ~10 ms primed; the
+        ranking step ~5 ms; yes and no are candidates only while a task waits for them)."""
+        if (primed, confirming) not in encoded.scored:
 
-            tokens = self._phrases[encoded.primed]
+            tokens = self._phrases[primed]
             phrases = [p for p in tokens if confirming or p not in CONFIRM]
-            encoded.confirming = confirming
-            start = self._primed[confirming] if encoded.primed else self._start
+            start = self._primed[confirming] if primed else self._start
             features = self._encoded(encoded, COMMAND_FRAMES)
             if len(phrases) > SHORTLIST:  # the phrases whose first token the audio makes likeliest
                 first = self._model.generate(features, [start], beam_size=1, return_logits_vocab=True,
@@ -157,28 +162,33 @@ class FasterWhisper:
                                              suppress_blank=False, suppress_tokens=[])
                 logits = np.asarray(first[0].logits[0])[0]
                 phrases = sorted(phrases, key=lambda p: logits[tokens[p][0]], reverse=True)[:SHORTLIST]
-            batch = np.repeat(np.asarray(features), len(phrases), axis=0)
-            frames = min(encoded.frames, COMMAND_FRAMES)
-            results = self._model.align(ctranslate2.StorageView.from_array(batch), start,
-                                        [tokens[p] for p in phrases], frames)
-            logs = {p: np.log(np.maximum(r.text_token_probs, 1e-30)) for p, r in zip(phrases, results, strict=True)}
-            encoded.scores = {p: float(np.sum(v)) for p, v in logs.items()}
-            encoded.endings = {p: float(v[-1]) for p, v in logs.items()}
-        return encoded.scores
+            encoded.scored[primed, confirming] = self._aligned(encoded, start, {p: tokens[p] for p in phrases})
+            if not primed:
+                encoded.plain.update(encoded.scored[primed, confirming])
+        return encoded.scored[primed, confirming]
 
-    def _ends_where_speech_ends(self, encoded: Encoded, phrase: str) -> bool:
-        """Unprimed, the phrase as whisper writes it said alone (" Next.") has a likely full stop and leaves little
-        audio after it by whisper's own alignment (~3.5 ms: one more teacher-forced pass)."""
-        if phrase not in encoded.plain:
-            import ctranslate2
+    def _aligned(self, encoded: Encoded, start: list[int], phrases: dict[str, list[int]]) -> dict[str, Scored]:
+        """Each phrase's tokens forced after `start` in one batched teacher-forced pass (CTranslate2's align)."""
+        import ctranslate2
 
-            frames, tokens = min(encoded.frames, COMMAND_FRAMES), self._phrases[False][phrase]
-            result = self._model.align(ctranslate2.StorageView.from_array(np.asarray(
-                self._encoded(encoded, COMMAND_FRAMES))), self._start, [tokens], frames)[0]
-            encoded.plain[phrase] = (float(np.log(max(result.text_token_probs[-1], 1e-30))),
-                                     _tail_s(result.alignments, len(tokens), frames))
-        ending, tail = encoded.plain[phrase]
-        return ending >= MIN_PLAIN_ENDING and tail <= MAX_TAIL_S
+        frames = min(encoded.frames, COMMAND_FRAMES)
+        batch = np.repeat(np.asarray(self._encoded(encoded, COMMAND_FRAMES)), len(phrases), axis=0)
+        results = self._model.align(ctranslate2.StorageView.from_array(batch), start, list(phrases.values()), frames)
+        scored = {}
+        for (phrase, tokens), result in zip(phrases.items(), results, strict=True):
+            logs = np.log(np.maximum(result.text_token_probs, 1e-30))
+            scored[phrase] = Scored(float(np.sum(logs)), float(logs[-1]), _tail_s(result.alignments, len(tokens),
+                                                                                    frames))
+        return scored
+
+    def _accepted(self, encoded: Encoded, scored: dict[str, Scored], best: str, margin: float, primed: bool) -> bool:
+        """The best phrase is likely, ahead of the runner-up, and ends where the speech ends, unprimed too."""
+        if not (scored[best].score >= MIN_SCORE[primed] and margin >= MIN_MARGIN
+                and scored[best].ending >= MIN_ENDING[primed]):
+            return False
+        if best not in encoded.plain:  # one more plain pass, for this phrase alone
+            encoded.plain.update(self._aligned(encoded, self._start, {best: self._phrases[False][best]}))
+        return encoded.plain[best].ending >= MIN_PLAIN_ENDING and encoded.plain[best].tail_s <= MAX_TAIL_S
 
     def _transcript(self, encoded: Encoded) -> str:
         """Free transcription, greedy, on a window with TAIL_FRAMES of silence after the speech (with less, whisper
@@ -206,15 +216,15 @@ class FasterWhisper:
             length_s = len(pcm) / 2 / RATE
             if encoded.frames > COMMAND_FRAMES:  # longer than any command: only "my task is …" or a sentence
                 return transcript_words([(0.0, length_s, self._transcript(encoded))])
-            scores = self._scores(encoded, confirming)
-            best, runner_up = sorted(scores, key=scores.get, reverse=True)[:2]
-            self.last_confidence = scores[best] - scores[runner_up]
-            primed = encoded.primed
-            if (scores[best] >= MIN_SCORE[primed] and self.last_confidence >= MIN_MARGIN
-                    and encoded.endings[best] >= MIN_ENDING[primed] and self._ends_where_speech_ends(encoded, best)):
-                return _spanning(best, length_s)
+            scored: dict[str, Scored] = {}
+            for primed in (False, True) if encoded.steady else (False,):
+                scored = self._scores(encoded, confirming, primed)
+                best, runner_up = sorted(scored, key=lambda p: scored[p].score, reverse=True)[:2]
+                self.last_confidence = scored[best].score - scored[runner_up].score
+                if self._accepted(encoded, scored, best, self.last_confidence, primed):
+                    return _spanning(best, length_s)
             words = transcript_words([(0.0, length_s, self._transcript(encoded))])
-            return [] if " ".join(w.text for w in words) in scores else words
+            return [] if " ".join(w.text for w in words) in encoded.plain | scored else words
 
     def dictate(self, pcm: bytes) -> str:
         """The task after 'my task is'. The listener passes the tail of the utterance just heard: its transcript
