@@ -3,10 +3,10 @@
 A lone word transcribed freely is a guess ("pause" → "Bause.", "back" → "Bye."), so a command is decided among the
 grammar's phrases: the audio is encoded once on a short window (3 s, not the 30 s faster-whisper pads to), one
 decoding step ranks the phrases by their first token, the likeliest few are scored in full against the audio in one
-batched teacher-forced pass (CTranslate2's `Whisper.align`) — after the list of phrases as whisper's previous text
-where the room is steady — and the best counts only when it is likely on its own, ahead of the runner-up, and ends
-where the speech ends (its full stop likely, and little audio aligned after it). Free transcription runs only for
-what is not a command: "my task is …" and the sentences shown as heard.
+batched teacher-forced pass (CTranslate2's `Whisper.align`) — and, where that takes none and the room is steady,
+again after the list of phrases as whisper's previous text — and the best counts only when it is likely on its own,
+ahead of the runner-up, and ends where the speech ends (its full stop likely, and little audio aligned after it).
+Free transcription runs only for what is not a command: "my task is …" and the sentences shown as heard.
 """
 
 from __future__ import annotations
@@ -151,7 +151,6 @@ class FasterWhisper:
         """The shortlisted phrases against the audio, plain or primed (each phrase ~3.5 ms plain, ~10 ms primed; the
         ranking step ~5 ms; yes and no are candidates only while a task waits for them)."""
         if (primed, confirming) not in encoded.scored:
-
             tokens = self._phrases[primed]
             phrases = [p for p in tokens if confirming or p not in CONFIRM]
             start = self._primed[confirming] if primed else self._start
