@@ -189,6 +189,17 @@ def test_commands_in_steady_noise_are_heard_primed_by_the_phrases(clips: Path, a
     assert primed >= unprimed + 4, (primed, unprimed)  # measured: 37 and 31 of these 40
 
 
+def test_a_clear_command_costs_no_primed_pass(clips: Path, asr: str) -> None:
+    """The primed pass costs ~40 ms (a 25-token list before each phrase): a command the plain scores take never
+    pays it, and another person's talk never gets it."""
+    recogniser = shared_recogniser(asr)
+    assert [w.text for w in recogniser.commands(say(clips, "next").tobytes(), False)] == ["next"]
+    assert set(recogniser._last.scored) == {(False, False)}
+    talk = say(clips, OTHER_TALKER, "en-gb+m1", 170)[RATE:2 * RATE]
+    recogniser.commands(talk.tobytes(), False)
+    assert not recogniser._last.steady and set(recogniser._last.scored) == {(False, False)}
+
+
 def test_yes_and_no_only_while_a_task_waits(clips: Path, asr: str) -> None:
     assert accepted(asr, say(clips, "yes"), confirming=True) == ["yes"]
     assert accepted(asr, say(clips, "no"), confirming=True) == ["no"]
