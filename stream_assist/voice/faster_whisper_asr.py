@@ -130,9 +130,9 @@ class FasterWhisper:
     def _utterance(self, pcm: bytes) -> Encoded:
         """The utterance being heard: the same object for the early and the final pass over the same PCM."""
         if self._last is None or self._last.pcm != pcm:
-            samples = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
-            self._last = Encoded(pcm, np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), samples]),
-                                 steady_room(np.frombuffer(pcm, np.int16)))
+            samples = np.frombuffer(pcm, np.int16)
+            self._last = Encoded(pcm, np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32),
+                                                      samples.astype(np.float32) / 32768.0]), steady_room(samples))
         return self._last
 
     def _encoded(self, encoded: Encoded, window: int) -> object:
