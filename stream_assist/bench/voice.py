@@ -29,9 +29,9 @@ from ..voice.faster_whisper_source import describe
 from ..voice.listener import Listener, heard_in
 from ..voice.recognisers import Recogniser, shared_recogniser
 from ..voice.transcript import normalise
-from ..voice.vad import RATE, Segmenter, Utterance
+from ..voice.vad import FRAME_MS, KEEP_FRAMES, PRE_PAD_FRAMES, RATE, Segmenter, Utterance
 from .server_process import start_server_process
-from .speech import BACKGROUNDS, NEURAL, in_room, padded, pcm, speak_to_wav, with_noise
+from .speech import BACKGROUNDS, NEURAL, REVERB_TAIL_S, in_room, padded, pcm, speak_to_wav, with_noise
 from .synthetic_client import MIC_FRAME, MIC_RATE, Client, connect
 
 # three speeds each of the neural voice (Piper's joe, human-like) and of an espeak-ng voice (robotic)
@@ -99,8 +99,9 @@ def heard_where_said(recogniser: Recogniser, samples: np.ndarray, clip: np.ndarr
     the VAD's pre-roll and tail, and the reverberation's): the ear alone, with segmentation out of the way."""
     loud = np.flatnonzero(np.abs(clip) > 300)
     first, last = int(BEFORE_S * RATE) + loud[0], int(BEFORE_S * RATE) + loud[-1]
-    tail = 0.06 + (0.3 if background == "room" else 0.0)
-    pcm16 = samples[max(0, first - int(0.3 * RATE)):last + int(tail * RATE)].tobytes()
+    frame = RATE * FRAME_MS // 1000
+    tail = KEEP_FRAMES * frame + (int(REVERB_TAIL_S * RATE) if background == "room" else 0)
+    pcm16 = samples[max(0, first - PRE_PAD_FRAMES * frame):last + tail].tobytes()
     heard = interpret(recogniser.commands(pcm16, False), (last - first) / RATE, False, rules)
     return heard.command if heard.accepted else None
 
