@@ -157,7 +157,7 @@ class FasterWhisper:
             features = self._encoded(encoded, COMMAND_FRAMES)
             if len(phrases) > SHORTLIST:  # the phrases whose first token the audio makes likeliest
                 first = self._model.generate(features, [start], beam_size=1, return_logits_vocab=True,
-                                             max_length=len(start) - len(self._start) + 2,  # the text before counts
+                                             max_length=len(start),  # CTranslate2 counts the prompt but its sot
                                              suppress_blank=False, suppress_tokens=[])
                 logits = np.asarray(first[0].logits[0])[0]
                 phrases = sorted(phrases, key=lambda p: logits[tokens[p][0]], reverse=True)[:SHORTLIST]
@@ -204,7 +204,7 @@ class FasterWhisper:
         window = min(MAX_FRAMES, -(-(encoded.frames + TAIL_FRAMES) // 100) * 100)
         longest = int(8 + 6 * encoded.frames * HOP / RATE)  # tokens: more than anyone says in that time
         result = self._model.generate(self._encoded(encoded, window), [start], beam_size=1, no_repeat_ngram_size=3,
-                                      max_length=len(start) - len(self._start) + longest)[0]  # the text before counts
+                                      max_length=len(start) - 1 + longest)[0]  # the prompt but its sot counts
         return self._tokenizer.decode(result.sequences_ids[0]).strip()
 
     def commands(self, pcm: bytes, confirming: bool) -> list[Word]:

