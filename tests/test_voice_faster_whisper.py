@@ -125,6 +125,18 @@ def test_a_sentence_that_starts_with_a_command_word_is_no_command_in_noise_or_a_
     assert not any(heard.values()), heard
 
 
+def test_a_sentence_that_ends_with_a_command_word_is_no_command_primed_either(clips: Path, asr: str) -> None:
+    """Primed by the phrases, whisper scores " resume." on the whole of "we can resume after lunch" (-6, full stop
+    likely, nothing after it); its transcript has five different words, where a command said alone has three or
+    fewer, however garbled."""
+    heard = {(sentence, voice, speed): accepted(asr, say(clips, sentence, voice, speed))
+             for sentence in ("we can resume after lunch", "this one needs a little help", "I think we are done",
+                              "let me know when to pause")
+             for voice, speed in ((NEURAL, 200), (NEURAL, 130), ("en-us+f2", 190))}
+    # measured without the transcript's words: "resume" (joe at 130) and "help" (joe at 200) of these 12
+    assert not any(heard.values()), heard
+
+
 def test_the_tail_is_the_audio_aligned_after_the_phrase() -> None:
     # (text index, time index) pairs as CTranslate2 returns them: tokens 0 and 1, then the end of text (2) from
     # time index 21 (0.42 s) to the end of a 1 s window

@@ -5,7 +5,8 @@ grammar's phrases: the audio is encoded once on a short window (3 s, not the 30 
 decoding step ranks the phrases by their first token, the likeliest few are scored in full against the audio in one
 batched teacher-forced pass (CTranslate2's `Whisper.align`) — and, where that takes none and the room is steady,
 again after the list of phrases as whisper's previous text — and the best counts only when it is likely on its own,
-ahead of the runner-up, and ends where the speech ends (its full stop likely, and little audio aligned after it).
+ahead of the runner-up, and ends where the speech ends (its full stop likely, and little audio aligned after it);
+a primed one, also when the free transcript is no longer than a command said alone.
 Free transcription runs only for what is not a command: "my task is …" and the sentences shown as heard.
 """
 
@@ -46,6 +47,11 @@ MIN_MARGIN = 1.0
 MIN_ENDING = {True: -2.0, False: -5.5}
 MIN_PLAIN_ENDING = -5.5
 MAX_TAIL_S = 0.45
+# Primed, whisper also puts a lone command on a whole sentence ("we can resume after lunch" → " resume." at -6, clean),
+# and the ending and tail rules pass it where the command word ends it. A command said alone is transcribed, however
+# garbled by noise, as one to three different words ("win boom", "what oh? what oh!", "f f f e f f b f"; 70 primed
+# commands on two sets of `bench voice`'s clips): a primed result whose transcript has more is a sentence.
+MAX_PRIMED_WORDS = 3
 # the room is steady when the first ROOM_FRAMES of the utterance (inside the VAD's 300 ms pre-roll, before the speech)
 # vary by no more than STEADY_DB: steady noise ~1 dB, another talker 10 dB and more
 ROOM_FRAMES, ROOM_FRAME, STEADY_DB = 6, RATE * 30 // 1000, 6.0
@@ -220,7 +226,8 @@ class FasterWhisper:
                 scored = self._scores(encoded, confirming, primed)
                 best, runner_up = sorted(scored, key=lambda p: scored[p].score, reverse=True)[:2]
                 self.last_confidence = scored[best].score - scored[runner_up].score
-                if self._accepted(encoded, scored, best, self.last_confidence, primed):
+                if self._accepted(encoded, scored, best, self.last_confidence, primed) and not (
+                        primed and len(set(normalise(self._transcript(encoded)).split())) > MAX_PRIMED_WORDS):
                     return _spanning(best, length_s)
             words = transcript_words([(0.0, length_s, self._transcript(encoded))])
             return [] if " ".join(w.text for w in words) in encoded.plain | scored else words
