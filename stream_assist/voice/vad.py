@@ -20,7 +20,7 @@ FRAME_BYTES = RATE * FRAME_MS // 1000 * 2  # s16 mono
 # speech starts when 3 of the last 6 frames (180 ms) are voiced: at 4, a quick word in 10 dB noise (espeak's "what" of
 # "what now", the neural voice's fast "repeat") had too few frames above the room and was lost or never started
 START_FRAMES, START_VOICED = 6, 3
-PRE_PAD_FRAMES = 10  # 300 ms kept before the start, so the first phoneme is not lost
+PRE_PAD_FRAMES = 10  # the last 300 ms kept when speech starts (120-270 ms before its first voiced frame): the onset
 KEEP_FRAMES = 2  # 60 ms kept after the last voiced frame
 # The room's level: the quietest tenth of the last 3 s of frames, which is the steady noise where there is some, and
 # rises with someone talking on and on (a louder command then stands out of another person's talk, and a monologue
