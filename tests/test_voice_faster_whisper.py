@@ -308,6 +308,8 @@ def test_halves_are_joined_once_and_again_for_new_versions(tmp_path: Path) -> No
     assert (folder / "model.bin").read_bytes() == b"x" * 311
     joined(data, halves, folder, ["1.0", "1.1"])  # a new version of a half: joined again
     assert (folder / "model.bin").read_bytes() == halves[0].read_bytes() + halves[1].read_bytes()
+    with pytest.raises(FasterWhisperModelError, match=r"cannot join the halves of base's model.bin in .*\(Not a dir"):
+        joined(data, halves, halves[0] / "base", ["1.0", "1.0"])  # a cache under a file
 
 
 def test_a_multilingual_model_scores_commands_and_transcribes_tasks(clips: Path, base: str) -> None:

