@@ -187,13 +187,16 @@ class FasterWhisper:
         return scored
 
     def _accepted(self, encoded: Encoded, scored: dict[str, Scored], best: str, margin: float, primed: bool) -> bool:
-        """The best phrase is likely, ahead of the runner-up, and ends where the speech ends, unprimed too."""
+        """The best phrase is likely, ahead of the runner-up, and ends where the speech ends, unprimed too; primed,
+        the utterance's transcript is also no longer than a command said alone."""
         if not (scored[best].score >= MIN_SCORE[primed] and margin >= MIN_MARGIN
                 and scored[best].ending >= MIN_ENDING[primed]):
             return False
         if best not in encoded.plain:  # one more plain pass, for this phrase alone
             encoded.plain.update(self._aligned(encoded, self._start, {best: self._phrases[False][best]}))
-        return encoded.plain[best].ending >= MIN_PLAIN_ENDING and encoded.plain[best].tail_s <= MAX_TAIL_S
+        if not (encoded.plain[best].ending >= MIN_PLAIN_ENDING and encoded.plain[best].tail_s <= MAX_TAIL_S):
+            return False
+        return not primed or len(set(normalise(self._transcript(encoded)).split())) <= MAX_PRIMED_WORDS
 
     def _transcript(self, encoded: Encoded) -> str:
         """Free transcription, greedy, on a window with TAIL_FRAMES of silence after the speech (with less, whisper
@@ -226,8 +229,7 @@ class FasterWhisper:
                 scored = self._scores(encoded, confirming, primed)
                 best, runner_up = sorted(scored, key=lambda p: scored[p].score, reverse=True)[:2]
                 self.last_confidence = scored[best].score - scored[runner_up].score
-                if self._accepted(encoded, scored, best, self.last_confidence, primed) and not (
-                        primed and len(set(normalise(self._transcript(encoded)).split())) > MAX_PRIMED_WORDS):
+                if self._accepted(encoded, scored, best, self.last_confidence, primed):
                     return _spanning(best, length_s)
             words = transcript_words([(0.0, length_s, self._transcript(encoded))])
             return [] if " ".join(w.text for w in words) in encoded.plain | scored else words
